@@ -1,0 +1,9 @@
+.PHONY: run test
+
+# run starts the service on :8080, with a private PostgreSQL under .data/ unless DATABASE_URL is set.
+run:
+	@scripts/run.sh
+
+# test runs static checks and the whole suite against a throwaway PostgreSQL.
+test:
+	@scripts/test.sh

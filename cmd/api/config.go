@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Config is the service's configuration, read from the environment once at start.
+type Config struct {
+	DatabaseURL   string
+	Addr          string
+	PublicURL     string
+	SecretKey     string
+	LogLevel      slog.Level
+	SignupOpen    bool
+	OperatorToken string
+}
+
+// loadConfig reads and checks the environment. It reports every problem at
+// once, each saying what to set, so a first start needs one round of fixes.
+func loadConfig(getenv func(string) string) (Config, error) {
+	env := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	cfg := Config{
+		DatabaseURL:   env("DATABASE_URL", ""),
+		Addr:          env("ADDR", ":8080"),
+		SecretKey:     env("SECRET_KEY", ""),
+		OperatorToken: env("OPERATOR_TOKEN", ""),
+	}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	if cfg.DatabaseURL == "" {
+		bad("DATABASE_URL is not set: point it at PostgreSQL, e.g. postgres://user:password@localhost:5432/hybridrt (`make run` starts a private one for you)")
+	}
+
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		bad("ADDR=%q is not host:port: use e.g. :8080 or 127.0.0.1:8080", cfg.Addr)
+	}
+
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	cfg.PublicURL = strings.TrimSuffix(env("PUBLIC_URL", "http://"+net.JoinHostPort(host, port)), "/")
+	if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("PUBLIC_URL=%q is not an absolute http(s) URL: set it to the address browsers use, e.g. https://rt.example.com", cfg.PublicURL)
+	}
+
+	if len(cfg.SecretKey) < 32 {
+		bad("SECRET_KEY must be at least 32 characters (it seals signing keys and signs cookies): generate one with `openssl rand -hex 32` and keep it; `make run` makes one under .data/")
+	}
+
+	switch lvl := strings.ToLower(env("LOG_LEVEL", "info")); lvl {
+	case "debug":
+		cfg.LogLevel = slog.LevelDebug
+	case "info":
+		cfg.LogLevel = slog.LevelInfo
+	case "warn":
+		cfg.LogLevel = slog.LevelWarn
+	case "error":
+		cfg.LogLevel = slog.LevelError
+	default:
+		bad("LOG_LEVEL=%q is not one of debug, info, warn, error", lvl)
+	}
+
+	switch signup := strings.ToLower(env("SIGNUP", "open")); signup {
+	case "open":
+		cfg.SignupOpen = true
+	case "closed":
+		if cfg.OperatorToken == "" {
+			bad("SIGNUP=closed needs OPERATOR_TOKEN: set it to a long random string (e.g. `openssl rand -hex 32`) and send it as the bearer token to POST /v1/tenants")
+		}
+	default:
+		bad("SIGNUP=%q is not open or closed", signup)
+	}
+	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < 24 {
+		bad("OPERATOR_TOKEN is shorter than 24 characters: use a long random string, e.g. `openssl rand -hex 32`")
+	}
+
+	if len(problems) > 0 {
+		return Config{}, errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))
+	}
+	return cfg, nil
+}

@@ -1,0 +1,156 @@
+// Command api is the hybridrt service.
+//
+//	api [serve]   migrate the database and serve the HTTP API (the default)
+//	api migrate   apply pending migrations and exit
+//
+// Configuration comes from the environment; see README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/migrations"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: api [serve|migrate]
+
+  serve    apply migrations, then serve the HTTP API on ADDR (default)
+  migrate  apply pending migrations and exit
+
+Configuration is read from the environment: DATABASE_URL, ADDR, PUBLIC_URL,
+SECRET_KEY, LOG_LEVEL, SIGNUP, OPERATOR_TOKEN. See README.md.`
+
+// run is the whole program, with its inputs as arguments so tests can call
+// it. It returns when ctx ends or a signal arrives, after a graceful shutdown.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch {
+	case cmd == "-h" || cmd == "--help" || cmd == "help":
+		fmt.Fprintln(stderr, usage)
+		return nil
+	case len(args) > 1 || (cmd != "serve" && cmd != "migrate"):
+		return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	pool, err := connect(ctx, log, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Apply(ctx, pool); err != nil {
+		return err
+	}
+	if cmd == "migrate" {
+		log.Info("migrations applied")
+		return nil
+	}
+	return serve(ctx, log, cfg, pool)
+}
+
+// connect opens the pool and waits up to 30 s for the database to answer,
+// so an instance started alongside its database (compose) does not give up.
+func connect(ctx context.Context, log *slog.Logger, url string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
+	}
+	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "hybridrt"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			return pool, nil
+		}
+		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("cannot reach the database at %s: %w (is PostgreSQL running, and is DATABASE_URL right?)",
+				pcfg.ConnConfig.Host, err)
+		}
+		log.Warn("database not reachable yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+}
+
+func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool) error {
+	sealer, err := auth.NewSealer(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	keys := auth.NewKeys(pool)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on ADDR=%s: %w (is another process using the port?)", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           NewServer(log, cfg, pool, keys, sealer),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return keys.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}

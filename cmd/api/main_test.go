@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/pgtest"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{
+		"DATABASE_URL": "postgres://localhost/hybridrt",
+		"SECRET_KEY":   strings.Repeat("s", 32),
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // substrings of the error; none: must succeed
+		check   func(Config) bool
+	}{
+		{"defaults", nil, nil, func(c Config) bool {
+			return c.Addr == ":8080" && c.PublicURL == "http://localhost:8080" && c.SignupOpen && c.LogLevel == 0
+		}},
+		{"public url from addr", map[string]string{"ADDR": "127.0.0.1:9000"}, nil, func(c Config) bool {
+			return c.PublicURL == "http://127.0.0.1:9000"
+		}},
+		{"explicit public url", map[string]string{"PUBLIC_URL": "https://rt.example.com/"}, nil, func(c Config) bool {
+			return c.PublicURL == "https://rt.example.com"
+		}},
+		{"closed with operator token", map[string]string{"SIGNUP": "closed", "OPERATOR_TOKEN": strings.Repeat("o", 24)}, nil, func(c Config) bool {
+			return !c.SignupOpen && c.OperatorToken == strings.Repeat("o", 24)
+		}},
+		{"everything missing", map[string]string{"DATABASE_URL": "", "SECRET_KEY": ""}, []string{"DATABASE_URL is not set", "SECRET_KEY must be at least 32"}, nil},
+		{"short secret", map[string]string{"SECRET_KEY": "short"}, []string{"SECRET_KEY", "openssl rand -hex 32"}, nil},
+		{"bad addr", map[string]string{"ADDR": "8080"}, []string{"ADDR=\"8080\" is not host:port"}, nil},
+		{"bad public url", map[string]string{"PUBLIC_URL": "rt.example.com"}, []string{"PUBLIC_URL"}, nil},
+		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL=\"loud\""}, nil},
+		{"bad signup", map[string]string{"SIGNUP": "maybe"}, []string{"SIGNUP=\"maybe\""}, nil},
+		{"closed without token", map[string]string{"SIGNUP": "closed"}, []string{"SIGNUP=closed needs OPERATOR_TOKEN"}, nil},
+		{"short operator token", map[string]string{"OPERATOR_TOKEN": "short"}, []string{"OPERATOR_TOKEN is shorter"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := loadConfig(func(k string) string { return env[k] })
+			if len(tt.wantErr) == 0 {
+				if err != nil || !tt.check(cfg) {
+					t.Errorf("loadConfig = %+v, %v", cfg, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("loadConfig succeeded, want an error mentioning %q", tt.wantErr)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("loadConfig error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestRun starts the whole program on a fresh, unmigrated database, as
+// `make run` does, then shuts it down as SIGTERM would.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewURL(t, false)
+	env := map[string]string{
+		"DATABASE_URL": url,
+		"ADDR":         "127.0.0.1:0",
+		"SECRET_KEY":   strings.Repeat("k", 32),
+	}
+	getenv := func(k string) string { return env[k] }
+
+	// migrate alone migrates and exits.
+	var out syncBuffer
+	if err := run(t.Context(), []string{"migrate"}, getenv, &out); err != nil {
+		t.Fatalf("api migrate: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- run(ctx, nil, getenv, logs) }()
+
+	addr := waitForListening(t, logs, done)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("GET %s = %d, want 200", path, res.StatusCode)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v after shutdown, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return within 15 s of shutdown")
+	}
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Errorf("no stopped line in logs: %s", logs)
+	}
+	if strings.Contains(logs.String(), env["SECRET_KEY"]) {
+		t.Errorf("logs contain SECRET_KEY")
+	}
+}
+
+func waitForListening(t *testing.T, logs *syncBuffer, done <-chan error) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var entry struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "hybridrt is listening" {
+				return entry.Addr
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before listening: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("run did not listen within 30 s:\n%s", logs)
+	return ""
+}
+
+func TestRunRefusesBadConfigAndArgs(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	err := run(t.Context(), nil, func(string) string { return "" }, &out)
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL is not set") {
+		t.Errorf("run with no environment = %v, want a configuration error naming DATABASE_URL", err)
+	}
+	if err := run(t.Context(), []string{"frobnicate"}, func(string) string { return "" }, &out); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("run frobnicate = %v, want usage", err)
+	}
+	if err := run(t.Context(), []string{"--help"}, func(string) string { return "" }, &out); err != nil || !strings.Contains(out.String(), "usage") {
+		t.Errorf("run --help = %v, %q; want usage on stderr", err, out.String())
+	}
+}

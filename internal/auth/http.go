@@ -1,0 +1,207 @@
+package auth
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
+)
+
+// SignupPolicy says who may create tenants.
+type SignupPolicy struct {
+	Open          bool   // anyone may sign up
+	OperatorToken string // when closed, sign-up needs this as bearer
+}
+
+// HandleSignup serves POST /v1/tenants: it creates a tenant with its first API
+// key and signing key, in one transaction, and shows both secrets once.
+func HandleSignup(log *slog.Logger, pool *pgxpool.Pool, signing *SigningKeys, policy SignupPolicy) http.HandlerFunc {
+	type request struct {
+		Name string `json:"name"`
+	}
+	type signingKey struct {
+		Kid    string `json:"kid"`
+		Secret string `json:"secret"`
+	}
+	type response struct {
+		Tenant     tenant.Tenant `json:"tenant"`
+		APIKey     string        `json:"apiKey"`
+		SigningKey signingKey    `json:"signingKey"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !policy.Open {
+			ok, p := operatorOK(r, policy.OperatorToken)
+			if p != nil {
+				p.Detail = "sign-up is closed: send the operator token as \"Authorization: Bearer <OPERATOR_TOKEN>\""
+				p.Write(w)
+				return
+			}
+			if !ok {
+				web.NewProblem(http.StatusUnauthorized, "invalid_operator_token",
+					"sign-up is closed and the operator token is not valid").
+					WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`).
+					Write(w)
+				return
+			}
+		}
+		req, err := web.Decode[request](w, r, 4<<10)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		name, err := tenant.CleanName(req.Name)
+		if err != nil {
+			web.Error(w, http.StatusBadRequest, "invalid_name", err.Error())
+			return
+		}
+		var resp response
+		err = pgx.BeginFunc(r.Context(), pool, func(tx pgx.Tx) error {
+			var err error
+			if resp.Tenant, err = tenant.Insert(r.Context(), tx, name); err != nil {
+				return err
+			}
+			if _, resp.APIKey, err = insertKey(r.Context(), tx, resp.Tenant.ID, "default"); err != nil {
+				return err
+			}
+			sk, secret, err := signing.insert(r.Context(), tx, resp.Tenant.ID)
+			resp.SigningKey = signingKey{Kid: sk.Kid, Secret: secret}
+			return err
+		})
+		if err != nil {
+			web.ServerError(w, r, log, err)
+			return
+		}
+		log.LogAttrs(r.Context(), slog.LevelInfo, "tenant signed up",
+			slog.String("request_id", web.RequestID(r.Context())),
+			slog.Int64("tenant_id", int64(resp.Tenant.ID)))
+		web.Encode(w, http.StatusCreated, resp)
+	}
+}
+
+// HandleCreateKey serves POST /v1/keys.
+func HandleCreateKey(log *slog.Logger, keys *Keys) http.HandlerFunc {
+	type request struct {
+		Name string `json:"name"`
+	}
+	type response struct {
+		APIKey
+		Key string `json:"apiKey"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := web.Decode[request](w, r, 4<<10)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		name, err := cleanKeyName(req.Name)
+		if err != nil {
+			web.Error(w, http.StatusBadRequest, "invalid_name", err.Error())
+			return
+		}
+		k, key, err := keys.Create(r.Context(), tenant.FromContext(r.Context()), name)
+		if err != nil {
+			web.ServerError(w, r, log, err)
+			return
+		}
+		web.Encode(w, http.StatusCreated, response{APIKey: k, Key: key})
+	}
+}
+
+// HandleListKeys serves GET /v1/keys.
+func HandleListKeys(log *slog.Logger, keys *Keys) http.HandlerFunc {
+	type response struct {
+		Keys []APIKey `json:"keys"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		list, err := keys.List(r.Context(), tenant.FromContext(r.Context()))
+		if err != nil {
+			web.ServerError(w, r, log, err)
+			return
+		}
+		web.Encode(w, http.StatusOK, response{Keys: list})
+	}
+}
+
+// HandleRevokeKey serves DELETE /v1/keys/{id}.
+func HandleRevokeKey(log *slog.Logger, keys *Keys) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+		if err == nil {
+			err = keys.Revoke(r.Context(), tenant.FromContext(r.Context()), id)
+		} else {
+			err = ErrNotFound // not a key id, so not one of this tenant's keys
+		}
+		switch {
+		case errors.Is(err, ErrNotFound):
+			web.Error(w, http.StatusNotFound, "key_not_found", "this tenant has no API key with that id")
+		case errors.Is(err, ErrLastKey):
+			web.Error(w, http.StatusConflict, "last_key",
+				"this is the tenant's last active API key: create another one before revoking it")
+		case err != nil:
+			web.ServerError(w, r, log, err)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+}
+
+// HandleCreateSigningKey serves POST /v1/signing-keys. The body may be empty or {}.
+func HandleCreateSigningKey(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
+	type response struct {
+		Kid       string    `json:"kid"`
+		Secret    string    `json:"secret"`
+		CreatedAt time.Time `json:"createdAt"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			if _, err := web.Decode[struct{}](w, r, 1<<10); err != nil {
+				web.Fail(w, r, log, err)
+				return
+			}
+		}
+		k, secret, err := signing.Create(r.Context(), tenant.FromContext(r.Context()))
+		if err != nil {
+			web.ServerError(w, r, log, err)
+			return
+		}
+		web.Encode(w, http.StatusCreated, response{Kid: k.Kid, Secret: secret, CreatedAt: k.CreatedAt})
+	}
+}
+
+// HandleListSigningKeys serves GET /v1/signing-keys.
+func HandleListSigningKeys(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
+	type response struct {
+		SigningKeys []SigningKey `json:"signingKeys"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		list, err := signing.List(r.Context(), tenant.FromContext(r.Context()))
+		if err != nil {
+			web.ServerError(w, r, log, err)
+			return
+		}
+		web.Encode(w, http.StatusOK, response{SigningKeys: list})
+	}
+}
+
+// HandleRevokeSigningKey serves DELETE /v1/signing-keys/{kid}.
+func HandleRevokeSigningKey(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := signing.Revoke(r.Context(), tenant.FromContext(r.Context()), chi.URLParam(r, "kid"))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			web.Error(w, http.StatusNotFound, "signing_key_not_found", "this tenant has no signing key with that kid")
+		case err != nil:
+			web.ServerError(w, r, log, err)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
+)
+
+// errNoCredentials is a missing Authorization header; errBadHeader a malformed one.
+var (
+	errNoCredentials = errors.New("no credentials")
+	errBadHeader     = errors.New("malformed Authorization header")
+)
+
+// bearer returns the token of r's one Authorization header. The scheme is
+// case-insensitive (RFC 9110); anything but exactly "Bearer <token>" is
+// errBadHeader, and a credential in the URL is refused so it is not copied
+// into logs and browser histories.
+func bearer(r *http.Request) (string, *web.Problem) {
+	q := r.URL.Query()
+	for _, p := range []string{"api_key", "apikey", "access_token"} {
+		if q.Has(p) {
+			return "", web.NewProblem(http.StatusBadRequest, "credentials_in_url",
+				"send the key in the Authorization header as \"Bearer <key>\", not in the URL").
+				WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_request"`)
+		}
+	}
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return "", web.NewProblem(http.StatusUnauthorized, "unauthorized",
+			"send your API key in the header Authorization: Bearer <key>").
+			WithHeader("WWW-Authenticate", `Bearer realm="hybridrt"`)
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if len(values) > 1 || !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return "", web.NewProblem(http.StatusBadRequest, "invalid_request",
+			"the Authorization header must be exactly one \"Bearer <key>\"").
+			WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_request"`)
+	}
+	return token, nil
+}
+
+// RequireAPIKey admits requests that carry a valid API key and puts its
+// tenant in the request context.
+func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			token, p := bearer(r)
+			if p != nil {
+				p.Write(w)
+				return
+			}
+			tenantID, err := keys.Authenticate(r.Context(), token)
+			if errors.Is(err, ErrInvalidKey) {
+				web.NewProblem(http.StatusUnauthorized, "invalid_api_key",
+					"the API key is not valid: it may be mistyped or revoked").
+					WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`).
+					Write(w)
+				return
+			}
+			if err != nil {
+				web.ServerError(w, r, log, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(tenant.WithID(r.Context(), tenantID)))
+		})
+	}
+}
+
+// operatorOK reports whether r carries the operator token. Both sides are
+// hashed first so the comparison takes the same time whatever their lengths.
+func operatorOK(r *http.Request, operatorToken string) (bool, *web.Problem) {
+	token, p := bearer(r)
+	if p != nil {
+		return false, p
+	}
+	got, want := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(operatorToken))
+	return operatorToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1, nil
+}
