@@ -183,4 +183,3 @@ func Count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 	}
 	return n
 }
-
