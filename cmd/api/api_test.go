@@ -251,7 +251,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(dead.Close)
-	down := newInstance(t, dead, testConfig())
+	down := startInstance(t, dead, testConfig())
 	if res := down.do("GET", "/healthz", "", ""); res.status != 200 {
 		t.Errorf("GET /healthz with the database down = %d, want 200", res.status)
 	}

@@ -6,7 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/realtime"
 )
 
 // Config is the service's configuration, read from the environment once at start.
@@ -18,6 +22,12 @@ type Config struct {
 	LogLevel      slog.Level
 	SignupOpen    bool
 	OperatorToken string
+
+	EventRetention         time.Duration
+	Stream                 realtime.StreamConfig
+	Publish                realtime.PublishConfig
+	MaxConnectionsByTenant int
+	PublishRate            int // requests per second per API key
 }
 
 // loadConfig reads and checks the environment. It reports every problem at
@@ -85,6 +95,38 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < 24 {
 		bad("OPERATOR_TOKEN is shorter than 24 characters: use a long random string, e.g. `openssl rand -hex 32`")
 	}
+
+	duration := func(name string, def, least time.Duration) time.Duration {
+		v := env(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < least {
+			bad("%s=%q is not a duration of at least %s, such as %s", name, v, least, def)
+		}
+		return d
+	}
+	number := func(name string, def, least int) int {
+		v := env(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			bad("%s=%q is not a whole number of at least %d (default %d)", name, v, least, def)
+		}
+		return n
+	}
+	cfg.EventRetention = duration("EVENT_RETENTION", 24*time.Hour, time.Minute)
+	cfg.Stream = realtime.DefaultStreamConfig
+	cfg.Stream.Heartbeat = duration("HEARTBEAT_INTERVAL", cfg.Stream.Heartbeat, time.Second)
+	cfg.Stream.MaxChannels = number("MAX_CHANNELS_PER_SUBSCRIPTION", cfg.Stream.MaxChannels, 1)
+	cfg.Publish = realtime.DefaultPublishConfig
+	cfg.Publish.MaxEventBytes = number("MAX_EVENT_BYTES", cfg.Publish.MaxEventBytes, 64)
+	cfg.Publish.MaxBatch = number("MAX_BATCH", cfg.Publish.MaxBatch, 1)
+	cfg.MaxConnectionsByTenant = number("MAX_CONNECTIONS_PER_TENANT", 10000, 1)
+	cfg.PublishRate = number("PUBLISH_RATE", 5000, 1)
 
 	if len(problems) > 0 {
 		return Config{}, errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))

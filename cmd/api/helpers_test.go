@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,10 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
-	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/realtime"
 )
 
 // syncBuffer is a log sink that servers and the test may use at once.
@@ -36,11 +40,16 @@ func (s *syncBuffer) String() string {
 
 func testConfig() Config {
 	return Config{
-		Addr:       "127.0.0.1:0",
-		PublicURL:  "http://hybridrt.test",
-		SecretKey:  "test-secret-key-of-at-least-32-characters",
-		LogLevel:   slog.LevelDebug,
-		SignupOpen: true,
+		Addr:                   "127.0.0.1:0",
+		PublicURL:              "http://hybridrt.test",
+		SecretKey:              "test-secret-key-of-at-least-32-characters",
+		LogLevel:               slog.LevelDebug,
+		SignupOpen:             true,
+		EventRetention:         24 * time.Hour,
+		Stream:                 realtime.DefaultStreamConfig,
+		Publish:                realtime.DefaultPublishConfig,
+		MaxConnectionsByTenant: 10000,
+		PublishRate:            5000,
 	}
 }
 
@@ -49,21 +58,60 @@ type instance struct {
 	t    *testing.T
 	url  string
 	logs *syncBuffer
+	svc  *services
+	srv  *httptest.Server
 }
 
-// newInstance starts a server on pool. Several instances on one pool are
-// several api processes sharing one database.
+// newInstance starts a server on pool and waits until it is ready. Several
+// instances on one pool are several api processes sharing one database.
 func newInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
+	t.Helper()
+	in := startInstance(t, pool, cfg)
+	in.waitReady()
+	return in
+}
+
+// startInstance starts a server on pool without waiting for it to be ready.
+func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sealer, err := auth.NewSealer(cfg.SecretKey)
+	if cfg.DatabaseURL == "" {
+		c := pool.Config().ConnConfig
+		cfg.DatabaseURL = fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", c.User, c.Host, c.Port, c.Database)
+	}
+	svc, err := newServices(cfg, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewServer(log, cfg, pool, auth.NewKeys(pool), sealer))
-	t.Cleanup(srv.Close)
-	return &instance{t: t, url: srv.URL, logs: logs}
+	ctx, cancel := context.WithCancel(context.Background())
+	var g errgroup.Group
+	svc.start(ctx, &g, log, cfg)
+	srv := httptest.NewUnstartedServer(NewServer(log, cfg, svc))
+	srv.Config.RegisterOnShutdown(svc.hub.Close)
+	srv.Start()
+	t.Cleanup(func() {
+		svc.hub.Close() // end streams, or Close waits on them
+		srv.Close()
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("background services: %v", err)
+		}
+	})
+	return &instance{t: t, url: srv.URL, logs: logs, svc: svc, srv: srv}
+}
+
+// waitReady waits until the instance's listener is live, as a load balancer
+// would before sending traffic.
+func (in *instance) waitReady() {
+	in.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !in.svc.hub.Listening() {
+		if time.Now().After(deadline) {
+			in.t.Fatalf("instance not ready after 10 s:\n%s", in.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 type response struct {

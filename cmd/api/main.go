@@ -22,7 +22,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/migrations"
 )
 
@@ -116,27 +115,33 @@ func connect(ctx context.Context, log *slog.Logger, url string) (*pgxpool.Pool, 
 }
 
 func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool) error {
-	sealer, err := auth.NewSealer(cfg.SecretKey)
+	s, err := newServices(cfg, pool)
 	if err != nil {
 		return err
 	}
-	keys := auth.NewKeys(pool)
-
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on ADDR=%s: %w (is another process using the port?)", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           NewServer(log, cfg, pool, keys, sealer),
+		Handler:           NewServer(log, cfg, s),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL)
+	// Shutdown waits for handlers to return; streams return when the hub closes.
+	srv.RegisterOnShutdown(s.hub.Close)
+	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL, "instance", s.registry.InstanceID())
+
+	// The background parts outlive the HTTP server by the drain, so in-flight
+	// publishes can still commit: they stop on bgCtx, after Shutdown.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	var bg errgroup.Group
+	s.start(bgCtx, &bg, log, cfg)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return keys.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -145,12 +150,16 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
+		log.Info("shutting down: draining requests and closing streams")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
 	err = g.Wait()
+	stopBackground()
+	if berr := bg.Wait(); err == nil {
+		err = berr
+	}
 	log.Info("stopped")
 	return err
 }

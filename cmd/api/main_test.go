@@ -96,14 +96,26 @@ func TestRun(t *testing.T) {
 	go func() { done <- run(ctx, nil, getenv, logs) }()
 
 	addr := waitForListening(t, logs, done)
-	for _, path := range []string{"/healthz", "/readyz"} {
-		res, err := http.Get("http://" + addr + path)
+	res, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("GET /healthz = %d, want 200", res.StatusCode)
+	}
+	// Ready once the LISTEN connection is up, which takes a moment after listening.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		if res.StatusCode != 200 {
-			t.Errorf("GET %s = %d, want 200", path, res.StatusCode)
+		if res.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /readyz = %d for 10 s, want 200", res.StatusCode)
 		}
 	}
 

@@ -7,22 +7,23 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
 // NewServer returns the service's whole HTTP API.
-func NewServer(log *slog.Logger, cfg Config, pool *pgxpool.Pool, keys *auth.Keys, sealer *auth.Sealer) http.Handler {
+func NewServer(log *slog.Logger, cfg Config, s *services) http.Handler {
 	r := chi.NewRouter()
 	r.Use(web.WithRequestID, web.AccessLog(log), web.Recover(log))
 	r.NotFound(web.NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		web.MethodNotAllowed(w, req, allowedMethods(r, req.URL.Path))
 	})
-	addRoutes(r, log, cfg, pool, keys, auth.NewSigningKeys(pool, sealer))
+	addRoutes(r, log, cfg, s)
 	return r
 }
 
@@ -38,28 +39,49 @@ func allowedMethods(r *chi.Mux, path string) []string {
 }
 
 // addRoutes lists every route the service serves.
-func addRoutes(r chi.Router, log *slog.Logger, cfg Config, pool *pgxpool.Pool, keys *auth.Keys, signing *auth.SigningKeys) {
-	tenants := tenant.NewStore(pool)
+func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
+	tenants := tenant.NewStore(s.pool)
 	signup := auth.SignupPolicy{Open: cfg.SignupOpen, OperatorToken: cfg.OperatorToken}
+	apiKey := auth.RequireAPIKey(log, s.keys)
+	limit := auth.RateLimit(cfg.PublishRate)
 
 	r.Get("/healthz", handleHealthz)
-	r.Get("/readyz", handleReadyz(pool))
+	r.Get("/readyz", handleReadyz(s))
+	r.Handle("/metrics", promhttp.Handler())
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Post("/tenants", auth.HandleSignup(log, pool, signing, signup))
+		r.Post("/tenants", auth.HandleSignup(log, s.pool, s.signing, signup))
 
 		r.Group(func(r chi.Router) {
-			r.Use(auth.RequireAPIKey(log, keys))
+			r.Use(apiKey)
 			r.Get("/tenant", tenant.HandleGet(log, tenants))
 
-			r.Post("/keys", auth.HandleCreateKey(log, keys))
-			r.Get("/keys", auth.HandleListKeys(log, keys))
-			r.Delete("/keys/{id}", auth.HandleRevokeKey(log, keys))
+			r.Post("/keys", auth.HandleCreateKey(log, s.keys))
+			r.Get("/keys", auth.HandleListKeys(log, s.keys))
+			r.Delete("/keys/{id}", auth.HandleRevokeKey(log, s.keys))
 
-			r.Post("/signing-keys", auth.HandleCreateSigningKey(log, signing))
-			r.Get("/signing-keys", auth.HandleListSigningKeys(log, signing))
-			r.Delete("/signing-keys/{kid}", auth.HandleRevokeSigningKey(log, signing))
+			r.Post("/signing-keys", auth.HandleCreateSigningKey(log, s.signing))
+			r.Get("/signing-keys", auth.HandleListSigningKeys(log, s.signing))
+			r.Delete("/signing-keys/{kid}", auth.HandleRevokeSigningKey(log, s.signing))
+			r.Post("/tokens", auth.HandleMintToken(log, s.signing))
+
+			r.With(limit).Post("/events", realtime.HandlePublish(log, s.pub, cfg.Publish))
+			r.With(limit).Post("/notifications", realtime.HandleNotify(log, s.pub, cfg.Publish))
+			r.With(limit).Post("/dashboard", realtime.HandleDashboard(log, s.pub, cfg.Publish))
+			r.Get("/events", realtime.HandleHistory(log, s.store))
+			r.Get("/head", realtime.HandleHead(log, s.store))
+			r.Get("/connections", realtime.HandleConnections(log, s.registry))
 		})
+	})
+
+	r.Route("/api/realtime", func(r chi.Router) {
+		r.With(apiKey, limit).Post("/test", realtime.HandleTest(log, s.pub, cfg.Publish))
+
+		jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
+		r.With(jwtOnly).Post("/tickets", auth.HandleTicket(log, s.tickets))
+		r.With(jwtOnly).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
+		r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, cfg.Stream))
+		r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, cfg.Stream))
 	})
 }
 
@@ -69,14 +91,20 @@ func handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReadyz serves GET /readyz: the instance can serve, because its
-// database answers.
-func handleReadyz(pool *pgxpool.Pool) http.HandlerFunc {
+// database answers and its LISTEN connection is live.
+func handleReadyz(s *services) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := pool.Ping(ctx); err != nil {
-			web.NewProblem(http.StatusServiceUnavailable, "not_ready", "the database does not answer").
-				WithHeader("Retry-After", "1").Write(w)
+		detail := ""
+		switch {
+		case s.pool.Ping(ctx) != nil:
+			detail = "the database does not answer"
+		case !s.hub.Listening():
+			detail = "the LISTEN connection is not established; live delivery is paused"
+		}
+		if detail != "" {
+			web.NewProblem(http.StatusServiceUnavailable, "not_ready", detail).WithHeader("Retry-After", "1").Write(w)
 			return
 		}
 		web.Encode(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -69,7 +69,7 @@ func TestAuthenticateMalformedTouchesNoDatabase(t *testing.T) {
 	good, _, _ := newAPIKey()
 	bad := good[:len(good)-1] + string(good[len(good)-1]^1)
 	for _, key := range []string{bad, "hrt_short", strings.Repeat(".", 10000)} {
-		if _, err := keys.Authenticate(context.Background(), key); !errors.Is(err, ErrInvalidKey) {
+		if _, _, err := keys.Authenticate(context.Background(), key); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("Authenticate(%.20q) = %v, want ErrInvalidKey", key, err)
 		}
 	}

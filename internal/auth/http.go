@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -203,5 +205,76 @@ func HandleRevokeSigningKey(log *slog.Logger, signing *SigningKeys) http.Handler
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}
+	}
+}
+
+// HandleMintToken serves POST /v1/tokens: a subscriber JWT for one of the
+// tenant's users, signed with its newest signing key.
+func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
+	type request struct {
+		Sub      string   `json:"sub"`
+		Channels []string `json:"channels"`
+		TTL      int64    `json:"ttl"` // seconds; default 3600, at most 86400
+	}
+	type response struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := web.Decode[request](w, r, 16<<10)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		if err := validSubject(req.Sub); err != nil {
+			web.Error(w, http.StatusBadRequest, "invalid_sub", err.Error())
+			return
+		}
+		if len(req.Channels) > MaxGrants {
+			web.Error(w, http.StatusBadRequest, "too_many_channels", fmt.Sprintf(`"channels" lists more than %d grants`, MaxGrants))
+			return
+		}
+		for _, g := range req.Channels {
+			if err := channel.ValidPattern(g); err != nil {
+				web.Error(w, http.StatusBadRequest, "invalid_channel", err.Error())
+				return
+			}
+		}
+		ttl := time.Hour
+		switch {
+		case req.TTL < 0:
+			web.Error(w, http.StatusBadRequest, "invalid_ttl", `"ttl" is a number of seconds, 1 to 86400`)
+			return
+		case req.TTL > 0:
+			ttl = min(time.Duration(req.TTL)*time.Second, MaxTokenTTL) // longer asks are clamped
+		}
+		token, exp, err := signing.Mint(r.Context(), tenant.FromContext(r.Context()), req.Sub, req.Channels, ttl, time.Now())
+		if errors.Is(err, ErrNoSigningKey) {
+			web.Error(w, http.StatusConflict, "no_signing_key", "the tenant has no active signing key: create one with POST /v1/signing-keys")
+			return
+		}
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		web.Encode(w, http.StatusCreated, response{Token: token, ExpiresAt: exp})
+	}
+}
+
+// HandleTicket serves POST /api/realtime/tickets: a ticket for EventSource,
+// in exchange for the subscriber JWT sent as bearer.
+func HandleTicket(log *slog.Logger, tickets *Tickets) http.HandlerFunc {
+	type response struct {
+		Ticket    string    `json:"ticket"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := SubscriberFrom(r.Context())
+		ticket, err := tickets.Issue(r.Context(), s)
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		web.Encode(w, http.StatusCreated, response{Ticket: ticket, ExpiresAt: s.Expires})
 	}
 }

@@ -168,12 +168,12 @@ func (k *Keys) Revoke(ctx context.Context, tenantID tenant.ID, id int64) error {
 	return nil
 }
 
-// Authenticate returns the tenant that owns key, or ErrInvalidKey for a key
-// that is malformed, unknown, wrong or revoked.
-func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, error) {
+// Authenticate returns the tenant that owns key and the key's id, or
+// ErrInvalidKey for a key that is malformed, unknown, wrong or revoked.
+func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, int64, error) {
 	lookup, hash, err := parseAPIKey(key)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	now := k.now()
 	k.mu.Lock()
@@ -187,10 +187,10 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, error) 
 			k.mu.Lock()
 			delete(k.cache, lookup)
 			k.mu.Unlock()
-			return 0, ErrInvalidKey
+			return 0, 0, ErrInvalidKey
 		}
 		if err != nil {
-			return 0, fmt.Errorf("auth: look up API key: %w", err)
+			return 0, 0, fmt.Errorf("auth: look up API key: %w", err)
 		}
 		c.expires = now.Add(CacheTTL)
 		k.mu.Lock()
@@ -198,12 +198,12 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, error) 
 		k.mu.Unlock()
 	}
 	if subtle.ConstantTimeCompare(hash, c.hash) != 1 {
-		return 0, ErrInvalidKey
+		return 0, 0, ErrInvalidKey
 	}
 	k.mu.Lock()
 	k.used[c.id] = now
 	k.mu.Unlock()
-	return c.tenantID, nil
+	return c.tenantID, c.id, nil
 }
 
 // Run writes last-used times every FlushInterval, and once more when ctx ends.

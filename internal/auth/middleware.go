@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -56,7 +57,7 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 				p.Write(w)
 				return
 			}
-			tenantID, err := keys.Authenticate(r.Context(), token)
+			tenantID, keyID, err := keys.Authenticate(r.Context(), token)
 			if errors.Is(err, ErrInvalidKey) {
 				web.NewProblem(http.StatusUnauthorized, "invalid_api_key",
 					"the API key is not valid: it may be mistyped or revoked").
@@ -65,10 +66,11 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 				return
 			}
 			if err != nil {
-				web.ServerError(w, r, log, err)
+				web.Fail(w, r, log, web.Unavailable(err))
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(tenant.WithID(r.Context(), tenantID)))
+			ctx := context.WithValue(tenant.WithID(r.Context(), tenantID), keyIDKey{}, keyID)
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
@@ -82,4 +84,69 @@ func operatorOK(r *http.Request, operatorToken string) (bool, *web.Problem) {
 	}
 	got, want := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(operatorToken))
 	return operatorToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1, nil
+}
+
+type (
+	keyIDKey      struct{}
+	subscriberKey struct{}
+)
+
+// SubscriberFrom returns the subscriber that RequireSubscriber verified.
+func SubscriberFrom(ctx context.Context) Subscriber {
+	s, ok := ctx.Value(subscriberKey{}).(Subscriber)
+	if !ok {
+		panic("auth: no subscriber in context; is the handler behind auth.RequireSubscriber?")
+	}
+	return s
+}
+
+// WithSubscriber returns ctx carrying s.
+func WithSubscriber(ctx context.Context, s Subscriber) context.Context {
+	return context.WithValue(tenant.WithID(ctx, s.TenantID), subscriberKey{}, s)
+}
+
+func invalidToken() *web.Problem {
+	return web.NewProblem(http.StatusUnauthorized, "invalid_token",
+		"the subscriber token or ticket is not valid; get a fresh token from your backend").
+		WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`)
+}
+
+// RequireSubscriber admits requests with a valid subscriber credential: a JWT
+// as bearer, or in ?token= for plain clients, or (allowTicket) a ticket in
+// ?ticket= for EventSource. Every bad credential gets the same 401.
+func RequireSubscriber(log *slog.Logger, verifier *Verifier, tickets *Tickets, allowTicket bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			var (
+				s   Subscriber
+				err error
+			)
+			switch {
+			case allowTicket && q.Has("ticket"):
+				s, err = tickets.Redeem(r.Context(), q.Get("ticket"))
+			case q.Has("token"):
+				s, err = verifier.Verify(r.Context(), q.Get("token"))
+			default:
+				token, p := bearer(r)
+				if p != nil {
+					if p.Status == http.StatusUnauthorized {
+						p.Detail = "send a subscriber token as \"Authorization: Bearer <jwt>\", or ?ticket= from POST /api/realtime/tickets"
+					}
+					p.Write(w)
+					return
+				}
+				s, err = verifier.Verify(r.Context(), token)
+			}
+			if errors.Is(err, ErrInvalidToken) {
+				invalidToken().Write(w)
+				return
+			}
+			if err != nil {
+				web.Fail(w, r, log, web.Unavailable(err))
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithSubscriber(r.Context(), s)))
+		})
+	}
 }

@@ -59,7 +59,7 @@ func TestKeysLifecycle(t *testing.T) {
 	}
 
 	for _, key := range []string{firstKey, secondKey} {
-		if got, err := keys.Authenticate(ctx, key); err != nil || got != acme {
+		if got, _, err := keys.Authenticate(ctx, key); err != nil || got != acme {
 			t.Fatalf("Authenticate(acme key) = %d, %v; want %d", got, err, acme)
 		}
 	}
@@ -86,13 +86,13 @@ func TestKeysLifecycle(t *testing.T) {
 	if err := keys.Revoke(ctx, acme, first.ID); err != nil {
 		t.Errorf("Revoke(first) again = %v, want nil (idempotent)", err)
 	}
-	if _, err := keys.Authenticate(ctx, firstKey); !errors.Is(err, ErrInvalidKey) {
+	if _, _, err := keys.Authenticate(ctx, firstKey); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("Authenticate(revoked key) on the revoking store = %v, want ErrInvalidKey at once", err)
 	}
 	if err := keys.Revoke(ctx, acme, second.ID); !errors.Is(err, ErrLastKey) {
 		t.Errorf("Revoke(last active key) = %v, want ErrLastKey", err)
 	}
-	if got, err := keys.Authenticate(ctx, secondKey); err != nil || got != acme {
+	if got, _, err := keys.Authenticate(ctx, secondKey); err != nil || got != acme {
 		t.Errorf("the last key stopped working: %v", err)
 	}
 	list, _ = keys.List(ctx, acme)
@@ -139,14 +139,14 @@ func TestRevocationReachesOtherInstances(t *testing.T) {
 	if _, _, err := a.Create(ctx, acme, "spare"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Authenticate(ctx, key); err != nil {
+	if _, _, err := b.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Revoke(ctx, acme, k.ID); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(CacheTTL + time.Millisecond)
-	if _, err := b.Authenticate(ctx, key); !errors.Is(err, ErrInvalidKey) {
+	if _, _, err := b.Authenticate(ctx, key); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("instance b still accepts the key CacheTTL after revocation: %v", err)
 	}
 	if CacheTTL > 5*time.Second {
@@ -162,7 +162,7 @@ func TestLastUsedIsFlushedNotWrittenPerRequest(t *testing.T) {
 	acme := newTenant(t, pool, "acme")
 	k, key, _ := keys.Create(ctx, acme, "k")
 	for range 5 {
-		if _, err := keys.Authenticate(ctx, key); err != nil {
+		if _, _, err := keys.Authenticate(ctx, key); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func TestLastUsedIsFlushedNotWrittenPerRequest(t *testing.T) {
 	}
 
 	// Run flushes on shutdown.
-	if _, err := keys.Authenticate(ctx, key); err != nil {
+	if _, _, err := keys.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}
 	before := *list[0].LastUsedAt

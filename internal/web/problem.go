@@ -26,6 +26,8 @@ type Problem struct {
 
 	// Header holds extra response headers, such as WWW-Authenticate or Retry-After.
 	Header http.Header `json:"-"`
+
+	cause error // the fault behind a 503, for the log
 }
 
 // NewProblem returns a problem with the given status, stable code and detail.
@@ -72,6 +74,12 @@ func Error(w http.ResponseWriter, status int, code, detail string) {
 // bare 500 after logging it once with the request id.
 func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if p, ok := errors.AsType[*Problem](err); ok {
+		if p.cause != nil {
+			log.LogAttrs(r.Context(), slog.LevelWarn, "request refused: database unavailable",
+				slog.String("request_id", RequestID(r.Context())),
+				slog.String("path", r.URL.Path),
+				slog.String("err", p.cause.Error()))
+		}
 		p.Write(w)
 		return
 	}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/realtime"
+)
+
+// services are the long-lived parts of one instance, shared by its handlers.
+type services struct {
+	pool     *pgxpool.Pool
+	keys     *auth.Keys
+	signing  *auth.SigningKeys
+	verifier *auth.Verifier
+	tickets  *auth.Tickets
+	store    *realtime.Store
+	hub      *realtime.Hub
+	pub      *realtime.Publisher
+	registry *realtime.Registry
+}
+
+func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
+	sealer, err := auth.NewSealer(cfg.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	signing := auth.NewSigningKeys(pool, sealer)
+	store := realtime.NewStore(pool)
+	return &services{
+		pool:     pool,
+		keys:     auth.NewKeys(pool),
+		signing:  signing,
+		verifier: auth.NewVerifier(signing),
+		tickets:  auth.NewTickets(pool),
+		store:    store,
+		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
+		pub:      realtime.NewPublisher(pool),
+		registry: realtime.NewRegistry(pool, cfg.MaxConnectionsByTenant),
+	}, nil
+}
+
+// start runs the background parts in g until ctx ends: the LISTEN loop, the
+// group-commit publisher, the connection registry, the key-usage writer and
+// the retention pruner.
+func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
+	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
+	g.Go(func() error { return s.pub.Run(ctx) })
+	g.Go(func() error { return s.registry.Run(ctx, log) })
+	g.Go(func() error { return s.keys.Run(ctx) })
+	g.Go(func() error { return s.store.RunPruner(ctx, log, cfg.EventRetention, time.Minute) })
+}

@@ -1,0 +1,232 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hybridrt/hybridrt/internal/channel"
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+const (
+	// Leeway is the clock skew tolerated on exp, nbf and iat.
+	Leeway = 30 * time.Second
+	// MaxTokenTTL is the longest a subscriber token may live.
+	MaxTokenTTL = 24 * time.Hour
+	// MaxGrants caps the channels claim.
+	MaxGrants = 100
+	// secretCacheTTL bounds how long a revoked signing key keeps verifying.
+	secretCacheTTL = 5 * time.Second
+)
+
+// ErrInvalidToken is every reason a subscriber token is refused. Callers
+// answer all of them alike, with no hint of which check failed.
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// Subscriber is a verified subscriber token (or a ticket made from one).
+type Subscriber struct {
+	TenantID tenant.ID
+	Subject  string
+	Grants   []string // the channels claim: names and prefix* patterns
+	Expires  time.Time
+	Kid      string
+}
+
+// Allows reports whether s may subscribe to the channel name.
+func (s Subscriber) Allows(name string) bool { return channel.Allowed(s.Subject, s.Grants, name) }
+
+type claims struct {
+	jwt.RegisteredClaims
+	Channels []string `json:"channels,omitempty"`
+}
+
+// Verifier checks subscriber JWTs against tenants' signing keys.
+type Verifier struct {
+	signing *SigningKeys
+	now     func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedSecret // by kid
+}
+
+type cachedSecret struct {
+	tenantID tenant.ID
+	secret   []byte // nil: no such active key
+	expires  time.Time
+}
+
+// NewVerifier returns a verifier that finds keys in signing.
+func NewVerifier(signing *SigningKeys) *Verifier {
+	return &Verifier{signing: signing, now: time.Now, cache: map[string]cachedSecret{}}
+}
+
+// validKid is the shape of the kids we issue; anything else is refused
+// before any lookup.
+func validKid(kid string) bool {
+	return len(kid) == 19 && kid[:3] == "sk_" && isBase62(kid[3:])
+}
+
+// secret returns kid's tenant and secret, from a cache of at most
+// secretCacheTTL, or ErrNotFound.
+func (v *Verifier) secret(ctx context.Context, kid string) (tenant.ID, []byte, error) {
+	now := v.now()
+	v.mu.Lock()
+	c, ok := v.cache[kid]
+	v.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		if c.secret == nil {
+			return 0, nil, ErrNotFound
+		}
+		return c.tenantID, c.secret, nil
+	}
+	tenantID, secret, err := v.signing.Secret(ctx, kid)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return 0, nil, err
+	}
+	v.mu.Lock()
+	if len(v.cache) > 10000 { // bound the cache against floods of made-up kids
+		clear(v.cache)
+	}
+	v.cache[kid] = cachedSecret{tenantID: tenantID, secret: secret, expires: now.Add(secretCacheTTL)}
+	v.mu.Unlock()
+	if err != nil {
+		return 0, nil, err
+	}
+	return tenantID, secret, nil
+}
+
+// KeyActive reports whether kid still verifies tokens, as a stream checks
+// now and then so that revoking a signing key ends its streams.
+func (v *Verifier) KeyActive(ctx context.Context, kid string) (bool, error) {
+	_, _, err := v.secret(ctx, kid)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Verify checks token: HS256 only, a kid naming an active signing key (which
+// also names the tenant), a valid signature, exp present and at most 24 h
+// after iat, nbf and iat honoured with 30 s of leeway, a sub, and a channels
+// claim of valid names and patterns. Every failure is ErrInvalidToken; an
+// error reaching the database is returned as it is.
+func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error) {
+	if len(token) > 8<<10 {
+		return Subscriber{}, ErrInvalidToken
+	}
+	var (
+		sub   Subscriber
+		dbErr error
+	)
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{"HS256"}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(v.now),
+		jwt.WithStrictDecoding(),
+	)
+	var c claims
+	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if !validKid(kid) {
+			return nil, ErrInvalidToken
+		}
+		tenantID, secret, err := v.secret(ctx, kid)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				dbErr = err
+			}
+			return nil, ErrInvalidToken
+		}
+		sub.TenantID, sub.Kid = tenantID, kid
+		return secret, nil
+	})
+	if dbErr != nil {
+		return Subscriber{}, fmt.Errorf("auth: verify token: %w", dbErr)
+	}
+	if err != nil {
+		return Subscriber{}, ErrInvalidToken
+	}
+	if err := validSubject(c.Subject); err != nil {
+		return Subscriber{}, ErrInvalidToken
+	}
+	// A token may live at most MaxTokenTTL: from its iat, or from now when it has none.
+	from := v.now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if c.ExpiresAt.Time.Sub(from) > MaxTokenTTL+Leeway {
+		return Subscriber{}, ErrInvalidToken
+	}
+	if len(c.Channels) > MaxGrants {
+		return Subscriber{}, ErrInvalidToken
+	}
+	for _, g := range c.Channels {
+		if channel.ValidPattern(g) != nil {
+			return Subscriber{}, ErrInvalidToken
+		}
+	}
+	sub.Subject, sub.Grants, sub.Expires = c.Subject, c.Channels, c.ExpiresAt.Time
+	return sub, nil
+}
+
+// validSubject checks an end-user id: 1–200 printable characters.
+func validSubject(s string) error {
+	if s == "" || len(s) > 200 || !utf8.ValidString(s) {
+		return errors.New(`"sub" must be 1 to 200 characters`)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return fmt.Errorf(`"sub" contains the character %U; use letters, digits and punctuation`, r)
+		}
+	}
+	return nil
+}
+
+// Mint signs a token for tenantID's subject with its newest active signing key.
+func (s *SigningKeys) Mint(ctx context.Context, tenantID tenant.ID, subject string, grants []string, ttl time.Duration, now time.Time) (string, time.Time, error) {
+	var (
+		kid    string
+		sealed []byte
+	)
+	err := s.pool.QueryRow(ctx,
+		`SELECT kid, secret_seal FROM signing_keys WHERE tenant_id = $1 AND revoked_at IS NULL
+		  ORDER BY created_at DESC, kid LIMIT 1`, tenantID).Scan(&kid, &sealed)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", time.Time{}, ErrNoSigningKey
+		}
+		return "", time.Time{}, fmt.Errorf("auth: newest signing key: %w", err)
+	}
+	secret, err := s.sealer.Open(sealed, []byte(kid))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := now.Add(ttl).Truncate(time.Second)
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   subject,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+		Channels: grants,
+	})
+	t.Header["kid"] = kid
+	signed, err := t.SignedString(secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("auth: sign token: %w", err)
+	}
+	return signed, exp, nil
+}
+
+// ErrNoSigningKey is minting for a tenant with no active signing key.
+var ErrNoSigningKey = errors.New("auth: the tenant has no active signing key")

@@ -1,0 +1,171 @@
+package realtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+// MaxTypeLen is the longest event type.
+const MaxTypeLen = 100
+
+// systemTypes are event types the server sends itself; publishers may not use them.
+var systemTypes = map[string]bool{"ready": true, "resync": true, "token_expired": true}
+
+// ErrInvalid wraps every validation failure of a channel, type or event.
+var ErrInvalid = errors.New("invalid")
+
+// Event is a stored event. Frame and Envelope are encoded once, when the
+// event enters the hub, and written as they are to every subscriber.
+type Event struct {
+	TenantID tenant.ID
+	ID       int64
+	Channel  string
+	Type     string
+	Data     json.RawMessage
+	Time     time.Time
+
+	Envelope []byte // the JSON envelope, on one line
+	Frame    []byte // "id: …\nevent: …\ndata: <envelope>\n\n"
+}
+
+// Draft is an event not yet published: it has no id or time.
+type Draft struct {
+	Channel string          `json:"channel"`
+	Type    string          `json:"type"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// ValidType reports why typ is not a publishable event type, or nil.
+func ValidType(typ string) error {
+	if typ == "" || len(typ) > MaxTypeLen {
+		return fmt.Errorf("%w type %q: an event type is 1 to %d characters", ErrInvalid, clip(typ), MaxTypeLen)
+	}
+	for i := 0; i < len(typ); i++ {
+		c := typ[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
+			return fmt.Errorf("%w type %q: only A-Z a-z 0-9 _ - . : are allowed", ErrInvalid, clip(typ))
+		}
+	}
+	if systemTypes[typ] {
+		return fmt.Errorf("%w type %q: ready, resync and token_expired are sent by the server and cannot be published", ErrInvalid, typ)
+	}
+	return nil
+}
+
+// clip shortens a bad value for an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	if !utf8.ValidString(s) {
+		s = strconv.QuoteToASCII(s)
+	}
+	return s
+}
+
+// compactData checks that data is one JSON value of at most max bytes and
+// returns it without insignificant white space, which also puts it on one
+// line, as an SSE data field needs. Missing data is JSON null.
+func compactData(data json.RawMessage, max int) (json.RawMessage, error) {
+	if len(data) == 0 {
+		return json.RawMessage("null"), nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return nil, fmt.Errorf("%w data: not valid JSON", ErrInvalid)
+	}
+	if buf.Len() > max {
+		return nil, fmt.Errorf("%w data: %d bytes encoded, more than the limit of %d", ErrTooLarge, buf.Len(), max)
+	}
+	return buf.Bytes(), nil
+}
+
+// ErrTooLarge is a size limit exceeded; it maps to 413.
+var ErrTooLarge = errors.New("too large")
+
+// timeLayout is RFC 3339 in UTC with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// encode fills in the envelope and SSE frame of e.
+func (e *Event) encode() {
+	var b bytes.Buffer
+	id := strconv.FormatInt(e.ID, 10)
+	b.WriteString(`{"id":"`)
+	b.WriteString(id)
+	b.WriteString(`","channel":`)
+	writeJSONString(&b, e.Channel)
+	b.WriteString(`,"type":`)
+	writeJSONString(&b, e.Type)
+	b.WriteString(`,"data":`)
+	b.Write(e.Data)
+	b.WriteString(`,"time":"`)
+	b.WriteString(e.Time.UTC().Format(timeLayout))
+	b.WriteString(`"}`)
+	e.Envelope = b.Bytes()
+
+	// Channel and type hold no CR or LF (ValidChannel, ValidType), and the
+	// envelope is compact JSON, whose strings escape them: one line each.
+	f := make([]byte, 0, len(e.Envelope)+len(id)+len(e.Type)+24)
+	f = append(f, "id: "...)
+	f = append(f, id...)
+	f = append(f, "\nevent: "...)
+	f = append(f, e.Type...)
+	f = append(f, "\ndata: "...)
+	f = append(f, e.Envelope...)
+	f = append(f, "\n\n"...)
+	e.Frame = f
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s) // a string always marshals
+	b.Write(q)
+}
+
+// MarshalJSON writes the envelope.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	if e.Envelope == nil {
+		e.encode()
+	}
+	return e.Envelope, nil
+}
+
+// systemFrame is an SSE frame the server sends on its own: ready, resync, token_expired.
+func systemFrame(typ, id string, data any) []byte {
+	d, _ := json.Marshal(data)
+	var b bytes.Buffer
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	b.WriteString("event: " + typ + "\ndata: ")
+	b.Write(d)
+	b.WriteString("\n\n")
+	return b.Bytes()
+}
+
+// ParseCursor parses an event id given by a client (Last-Event-ID, lastEventId,
+// cursor, after): a decimal number from 0 to 2^63-1. Empty means "none".
+func ParseCursor(s string) (int64, bool, error) {
+	if s == "" {
+		return 0, false, nil
+	}
+	if len(s) > 19 {
+		return 0, false, fmt.Errorf("%w cursor %q: an event id is a decimal number", ErrInvalid, clip(s))
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false, fmt.Errorf("%w cursor %q: an event id is a decimal number", ErrInvalid, clip(s))
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w cursor %q: out of range", ErrInvalid, clip(s))
+	}
+	return n, true, nil
+}

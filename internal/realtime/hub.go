@@ -1,0 +1,290 @@
+package realtime
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+// DefaultRingSize is how many recent events the hub keeps per tenant.
+const DefaultRingSize = 4096
+
+// Hub holds, per tenant with subscribers on this instance, a ring of recent
+// events and the set of subscriptions to wake when new ones arrive. The
+// listener is the only writer of rings; streams read them by cursor.
+type Hub struct {
+	store    *Store
+	ringSize int
+
+	mu      sync.Mutex
+	rooms   map[tenant.ID]*room
+	pending []*room // rooms the listener has not yet positioned
+
+	poke      atomic.Pointer[context.CancelFunc] // interrupts the listener's wait
+	listening atomic.Bool
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// room is one tenant's state on this instance.
+type room struct {
+	tenantID tenant.ID
+
+	mu    sync.RWMutex
+	ready bool     // last has been set from the database by the listener
+	last  int64    // the highest id ingested; the ring holds (last-n, last]
+	ring  []*Event // circular, len ringSize
+	start int      // index of the oldest event
+	n     int
+
+	subs      map[*Subscription]struct{}
+	idleSince time.Time
+}
+
+// Subscription is one stream's registration with the hub: a wake-up channel
+// of capacity one, and the channels it wants.
+type Subscription struct {
+	room     *room
+	hub      *Hub
+	channels map[string]bool
+	list     []string
+	wake     chan struct{}
+}
+
+// NewHub returns a hub that reads missing history from store.
+func NewHub(store *Store, ringSize int) *Hub {
+	if ringSize <= 0 {
+		ringSize = DefaultRingSize
+	}
+	return &Hub{store: store, ringSize: ringSize, rooms: map[tenant.ID]*room{}, done: make(chan struct{})}
+}
+
+// Done is closed when the hub shuts down; streams end on it.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Close ends every stream, so http.Server.Shutdown does not wait on them.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
+
+// Listening reports whether the listener holds a live LISTEN connection.
+func (h *Hub) Listening() bool { return h.listening.Load() }
+
+// Subscribe registers interest in tenantID's channels. Subscribe before the
+// first read, so an event committed between the read and the wait still
+// wakes the stream.
+func (h *Hub) Subscribe(tenantID tenant.ID, channels []string) *Subscription {
+	s := &Subscription{hub: h, channels: make(map[string]bool, len(channels)), list: channels, wake: make(chan struct{}, 1)}
+	for _, c := range channels {
+		s.channels[c] = true
+	}
+	h.mu.Lock()
+	r, ok := h.rooms[tenantID]
+	if !ok {
+		r = &room{tenantID: tenantID, ring: make([]*Event, h.ringSize), subs: map[*Subscription]struct{}{}}
+		h.rooms[tenantID] = r
+		h.pending = append(h.pending, r)
+	}
+	s.room = r
+	// Join the room before releasing h.mu, so dropIdle cannot remove the
+	// room between our choosing it and joining it.
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	h.mu.Unlock()
+	if !ok {
+		h.pokeListener()
+	}
+	return s
+}
+
+// Wake returns the channel that receives a value when new events may match.
+func (s *Subscription) Wake() <-chan struct{} { return s.wake }
+
+// Close removes the subscription from the hub.
+func (s *Subscription) Close() {
+	r := s.room
+	r.mu.Lock()
+	delete(r.subs, s)
+	if len(r.subs) == 0 {
+		r.idleSince = time.Now()
+	}
+	r.mu.Unlock()
+}
+
+func (h *Hub) pokeListener() {
+	if cancel := h.poke.Load(); cancel != nil {
+		(*cancel)()
+	}
+}
+
+// After returns up to limit events after cursor on the subscription's
+// channels, from the ring when it reaches back far enough, else from the
+// store, and the id up to which it looked: the next cursor, even when no
+// event matched. It never returns an event twice for rising cursors.
+func (s *Subscription) After(ctx context.Context, cursor int64, limit int) ([]*Event, int64, error) {
+	r := s.room
+	r.mu.RLock()
+	if r.ready && cursor >= r.last-int64(r.n) {
+		evs, scanned := r.scan(s.channels, cursor, limit)
+		r.mu.RUnlock()
+		return evs, scanned, nil
+	}
+	ready, floor := r.ready, r.last-int64(r.n)
+	r.mu.RUnlock()
+
+	upTo := floor // events above the ring's floor are the ring's to serve
+	if !ready {
+		pos, err := s.hub.store.Position(ctx, r.tenantID)
+		if err != nil {
+			return nil, cursor, err
+		}
+		upTo = pos.Head
+	}
+	if cursor >= upTo {
+		return nil, cursor, nil
+	}
+	evs, err := s.hub.store.readChannels(ctx, r.tenantID, s.list, cursor, upTo, limit)
+	if err != nil {
+		return nil, cursor, err
+	}
+	if len(evs) == limit {
+		return evs, evs[len(evs)-1].ID, nil
+	}
+	return evs, upTo, nil
+}
+
+// scan reads the ring after cursor; r.mu is held for reading.
+func (r *room) scan(channels map[string]bool, cursor int64, limit int) ([]*Event, int64) {
+	var evs []*Event
+	first := r.last - int64(r.n) + 1
+	for id := max(cursor+1, first); id <= r.last; id++ {
+		e := r.ring[(r.start+int(id-first))%len(r.ring)]
+		if channels[e.Channel] {
+			evs = append(evs, e)
+			if len(evs) == limit {
+				return evs, id
+			}
+		}
+	}
+	return evs, max(cursor, r.last)
+}
+
+// room returns tenantID's room, or nil.
+func (h *Hub) room(tenantID tenant.ID) *room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rooms[tenantID]
+}
+
+// takePending returns the rooms created since the last call.
+func (h *Hub) takePending() []*room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pending
+	h.pending = nil
+	return p
+}
+
+func (h *Hub) hasPending() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.pending) > 0
+}
+
+// allRooms returns every room.
+func (h *Hub) allRooms() []*room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rooms := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	return rooms
+}
+
+// position sets the room's starting point, once the listener is listening:
+// every event up to head is in the store, and every later one will be notified.
+func (r *room) position(head int64) {
+	r.mu.Lock()
+	r.last, r.n, r.start, r.ready = head, 0, 0, true
+	r.mu.Unlock()
+}
+
+// ingest appends events, which follow r.last without a gap, and wakes the
+// subscriptions whose channels they touch. It never blocks on a subscriber.
+func (r *room) ingest(evs []*Event) {
+	if len(evs) == 0 {
+		return
+	}
+	touched := make(map[string]bool, 4)
+	r.mu.Lock()
+	for _, e := range evs {
+		if e.ID <= r.last {
+			continue // already have it
+		}
+		if e.ID != r.last+1 {
+			// A gap the listener failed to fill: restart the ring here, and
+			// streams behind it read the store.
+			r.n, r.start = 0, 0
+		}
+		if r.n < len(r.ring) {
+			r.ring[(r.start+r.n)%len(r.ring)] = e
+			r.n++
+		} else {
+			r.ring[r.start] = e
+			r.start = (r.start + 1) % len(r.ring)
+		}
+		r.last = e.ID
+		touched[e.Channel] = true
+	}
+	subs := make([]*Subscription, 0, len(r.subs))
+	for s := range r.subs {
+		subs = append(subs, s)
+	}
+	r.mu.Unlock()
+
+	for _, s := range subs {
+		for c := range touched {
+			if s.channels[c] {
+				s.signal()
+				break
+			}
+		}
+	}
+}
+
+// signal wakes s without blocking: a full channel already holds a wake-up,
+// which is all the subscriber needs.
+func (s *Subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeAll wakes every subscription, after a reconnect may have lost notifications.
+func (h *Hub) wakeAll() {
+	for _, r := range h.allRooms() {
+		r.mu.RLock()
+		for s := range r.subs {
+			s.signal()
+		}
+		r.mu.RUnlock()
+	}
+}
+
+// dropIdle forgets rooms that have had no subscriber for a minute.
+func (h *Hub) dropIdle(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, r := range h.rooms {
+		r.mu.RLock()
+		idle := len(r.subs) == 0 && now.Sub(r.idleSince) > time.Minute
+		r.mu.RUnlock()
+		if idle {
+			delete(h.rooms, id)
+		}
+	}
+}

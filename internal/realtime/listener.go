@@ -1,0 +1,209 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+// ListenerAppName is the application_name of the LISTEN connection, so an
+// operator (or a fault test) can find it in pg_stat_activity.
+const ListenerAppName = "hybridrt-listener"
+
+// healthInterval is how long the listener waits for a notification before it
+// pings its connection: a connection that died silently is found within
+// healthInterval plus the ping's own 5 s deadline.
+var healthInterval = 15 * time.Second
+
+// Listen holds one dedicated connection in LISTEN and feeds the hub until ctx
+// ends. It reconnects with jittered backoff from 100 ms to 30 s; after every
+// (re)connect it catches up every room from the store and wakes every stream,
+// because notifications sent while it was away are lost.
+func (h *Hub) Listen(ctx context.Context, databaseURL string, log *slog.Logger) error {
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return fmt.Errorf("realtime: listener config: %w", err)
+	}
+	cfg.RuntimeParams["application_name"] = ListenerAppName
+	// Interrupt a wait by a socket deadline, not a cancel request: a poke
+	// then costs nothing and leaves the connection usable.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
+
+	backoff := 100 * time.Millisecond
+	for {
+		err := h.listenOnce(ctx, cfg, log)
+		h.listening.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		listenerReconnects.Inc()
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn("realtime: listener lost its connection; reconnecting", "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		if err == nil { // it had been connected: start the backoff over
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// listenOnce serves one connection. It returns nil after having been
+// connected, or the error that kept it from connecting.
+func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+
+	// Catch up: every event committed up to now is in the store; every one
+	// committed from now on will be notified.
+	for _, r := range h.allRooms() {
+		if err := h.catchUp(ctx, conn, r); err != nil {
+			return err
+		}
+	}
+	h.takePending() // all rooms were just caught up
+	h.listening.Store(true)
+	h.wakeAll()
+	log.Info("realtime: listener connected")
+
+	for {
+		for _, r := range h.takePending() {
+			if err := h.catchUp(ctx, conn, r); err != nil {
+				log.Warn("realtime: listener failed", "err", err)
+				return nil
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, healthInterval)
+		h.poke.Store(&cancel)
+		if h.hasPending() { // a room created just before the poke was armed
+			cancel()
+		}
+		n, err := conn.WaitForNotification(wctx)
+		h.poke.Store(nil)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && errors.Is(wctx.Err(), context.Canceled):
+			continue // poked: a new room to position
+		case err != nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				log.Warn("realtime: listener connection does not answer", "err", err)
+				return nil
+			}
+			h.dropIdle(time.Now())
+			continue
+		case err != nil:
+			log.Warn("realtime: listener failed", "err", err)
+			return nil
+		}
+		if err := h.handle(ctx, conn, n.Payload); err != nil {
+			log.Warn("realtime: listener failed", "err", err)
+			return nil
+		}
+	}
+}
+
+// catchUp brings a room up to the store's head: a new room starts there, a
+// known one reads what it missed.
+func (h *Hub) catchUp(ctx context.Context, conn *pgx.Conn, r *room) error {
+	pos, err := position(ctx, conn, r.tenantID)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.RLock()
+	ready, last := r.ready, r.last
+	r.mu.RUnlock()
+	if !ready {
+		r.position(pos.Head)
+		r.wakeAllSubs()
+		return nil
+	}
+	if pos.Head <= last {
+		return nil
+	}
+	evs, err := readRange(ctx, conn, r.tenantID, last, pos.Head)
+	if err != nil {
+		return err
+	}
+	r.ingest(evs)
+	return nil
+}
+
+// handle reads the events a notification announces into their room. It reads
+// from the room's last id, not the notification's first, so a notification
+// lost or reordered leaves no gap.
+func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payload string) error {
+	tenantID, _, last, ok := parseNotification(payload)
+	if !ok {
+		return nil
+	}
+	r := h.room(tenantID)
+	if r == nil {
+		return nil // no subscriber on this instance
+	}
+	r.mu.RLock()
+	ready, have := r.ready, r.last
+	r.mu.RUnlock()
+	if !ready || last <= have {
+		return nil
+	}
+	evs, err := readRange(ctx, conn, tenantID, have, last)
+	if err != nil {
+		return err
+	}
+	r.ingest(evs)
+	return nil
+}
+
+func parseNotification(p string) (tenant.ID, int64, int64, bool) {
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 {
+		return 0, 0, 0, false
+	}
+	t, err1 := strconv.ParseInt(parts[0], 10, 64)
+	first, err2 := strconv.ParseInt(parts[1], 10, 64)
+	last, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, 0, false
+	}
+	return tenant.ID(t), first, last, true
+}
+
+func (r *room) wakeAllSubs() {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for s := range r.subs {
+		s.signal()
+	}
+}

@@ -1,0 +1,82 @@
+package realtime
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/web"
+)
+
+// MaxPollTimeout is the longest a long-poll is held.
+const MaxPollTimeout = 30 * time.Second
+
+// HandlePoll serves GET /api/realtime/polling: the events after cursor on
+// the requested channels, at once if there are any, else as soon as one
+// arrives, else an empty answer after timeout seconds (default 25, at most
+// 30). The returned cursor is an event id, interchangeable with SSE ids.
+func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, cfg StreamConfig) http.HandlerFunc {
+	type response struct {
+		Events []*Event `json:"events"`
+		Cursor string   `json:"cursor"`
+		Resync bool     `json:"resync,omitempty"` // events before cursor were lost to retention
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		timeout := 25 * time.Second
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			secs, err := strconv.Atoi(v)
+			if err != nil || secs < 0 {
+				web.Error(w, http.StatusBadRequest, "invalid_timeout", "timeout is a whole number of seconds, 0 to 30")
+				return
+			}
+			timeout = min(time.Duration(secs)*time.Second, MaxPollTimeout) // longer asks are clamped
+		}
+		s, err := parseSubscription(ctx, r, hub.store, cfg, "cursor", "lastEventId")
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		conn := newConn(r, s, "polling")
+		if err := reg.Add(conn, s.sub.Expires); err != nil {
+			web.Fail(w, r, log, subscribeError(err))
+			return
+		}
+		defer reg.Remove(conn)
+
+		sub := hub.Subscribe(s.sub.TenantID, s.channels)
+		defer sub.Close()
+		// Never hold past the token's expiry.
+		deadline := time.NewTimer(min(timeout, time.Until(s.sub.Expires)))
+		defer deadline.Stop()
+
+		cursor := s.cursor
+		for {
+			evs, scanned, err := sub.After(ctx, cursor, readBatch)
+			if err != nil {
+				web.Fail(w, r, log, web.Unavailable(err))
+				return
+			}
+			cursor = scanned
+			if len(evs) > 0 || s.resync {
+				eventsDelivered.WithLabelValues("polling").Add(float64(len(evs)))
+				if evs == nil {
+					evs = []*Event{}
+				}
+				web.Encode(w, http.StatusOK, response{Events: evs, Cursor: strconv.FormatInt(cursor, 10), Resync: s.resync})
+				return
+			}
+			select {
+			case <-sub.Wake():
+				continue
+			case <-ctx.Done():
+				return
+			case <-hub.Done():
+			case <-deadline.C:
+			}
+			web.Encode(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10)})
+			return
+		}
+	}
+}

@@ -1,0 +1,281 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+// notifyChannel is the PostgreSQL channel that carries "tenant:first:last".
+const notifyChannel = "hybridrt_events"
+
+var (
+	// ErrIdempotencyMismatch is an Idempotency-Key reused with another request.
+	ErrIdempotencyMismatch = errors.New("realtime: idempotency key reused with a different request")
+	// ErrClosed is returned by Publish after the publisher has stopped.
+	ErrClosed = errors.New("realtime: publisher stopped")
+)
+
+// Publisher writes events with group commit: the requests that arrive while
+// one transaction commits are written together by the next, so the database's
+// one-commit-at-a-time NOTIFY lock is paid once per group, not per request.
+// An idle publisher commits a lone request at once.
+type Publisher struct {
+	pool     *pgxpool.Pool
+	requests chan *publishRequest
+	// maxGroup caps the events of one transaction, to bound its size and latency.
+	maxGroup int
+	done     chan struct{}
+}
+
+type publishRequest struct {
+	tenantID tenant.ID
+	drafts   []Draft
+	idemKey  string // "" when none
+	idemHash []byte
+
+	// Filled in by the group commit.
+	ids      []int64
+	replayed bool
+	err      error
+	done     chan struct{}
+}
+
+// NewPublisher returns a publisher on pool; Run must be running for Publish to return.
+func NewPublisher(pool *pgxpool.Pool) *Publisher {
+	return &Publisher{
+		pool:     pool,
+		requests: make(chan *publishRequest, 4096),
+		maxGroup: 5000,
+		done:     make(chan struct{}),
+	}
+}
+
+// Result is what one publish request got.
+type Result struct {
+	IDs      []int64
+	Replayed bool // an earlier request with the same Idempotency-Key got these ids
+}
+
+// Publish stores drafts for tenantID as one all-or-nothing unit and returns
+// their ids once they are committed. drafts must be valid (see Validate).
+// With a non-empty idemKey, a request repeated within 24 h returns the first
+// request's ids and stores nothing; the same key with a different request
+// hash is ErrIdempotencyMismatch.
+func (p *Publisher) Publish(ctx context.Context, tenantID tenant.ID, drafts []Draft, idemKey string, idemHash []byte) (Result, error) {
+	req := &publishRequest{tenantID: tenantID, drafts: drafts, idemKey: idemKey, idemHash: idemHash, done: make(chan struct{})}
+	select {
+	case p.requests <- req:
+	case <-p.done:
+		return Result{}, ErrClosed
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	// Once queued, wait for the commit even if the client goes away: the
+	// outcome must be decided, and the group must not be torn apart.
+	select {
+	case <-req.done:
+		return Result{IDs: req.ids, Replayed: req.replayed}, req.err
+	case <-p.done:
+		return Result{}, ErrClosed
+	}
+}
+
+// Run commits groups until ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	defer close(p.done)
+	for {
+		var first *publishRequest
+		select {
+		case first = <-p.requests:
+		case <-ctx.Done():
+			return nil
+		}
+		group := []*publishRequest{first}
+		n := len(first.drafts)
+	gather:
+		for n < p.maxGroup {
+			select {
+			case r := <-p.requests:
+				group = append(group, r)
+				n += len(r.drafts)
+			default:
+				break gather
+			}
+		}
+		start := time.Now()
+		// Commit with a context of its own: stopping must not abort a commit half-way.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := p.commit(cctx, group)
+		cancel()
+		observePublish(group, n, time.Since(start), err)
+		for _, r := range group {
+			if err != nil && r.err == nil {
+				r.err = err
+			}
+			close(r.done)
+		}
+	}
+}
+
+// commit writes a group in one transaction. On error every request in the
+// group fails (nothing was stored); a request whose idempotency key replays
+// or mismatches gets its own outcome without failing the others.
+func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
+	// Requests in one group with the same tenant and key: the later ones
+	// replay the first, as if they had come after it.
+	type idem struct {
+		tenantID tenant.ID
+		key      string
+	}
+	firstWith := map[idem]*publishRequest{}
+	var followers []*publishRequest
+	var fresh []*publishRequest
+	for _, r := range group {
+		if r.idemKey == "" {
+			fresh = append(fresh, r)
+			continue
+		}
+		k := idem{r.tenantID, r.idemKey}
+		if f, ok := firstWith[k]; ok {
+			followers = append(followers, r)
+			_ = f
+			continue
+		}
+		firstWith[k] = r
+		fresh = append(fresh, r)
+	}
+
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Claim idempotency keys. A key held by a transaction in flight
+		// elsewhere makes this wait for it, then see its committed row.
+		var keep []*publishRequest
+		for _, r := range fresh {
+			if r.idemKey == "" {
+				keep = append(keep, r)
+				continue
+			}
+			var claimed bool
+			err := tx.QueryRow(ctx, `
+				INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
+				ON CONFLICT (tenant_id, key) DO UPDATE
+				   SET request_hash = EXCLUDED.request_hash, ids = NULL, created_at = now()
+				 WHERE idempotency_keys.created_at < now() - interval '24 hours'
+				RETURNING true`, r.tenantID, r.idemKey, r.idemHash).Scan(&claimed)
+			if err == nil {
+				keep = append(keep, r)
+				continue
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			var hash []byte
+			if err := tx.QueryRow(ctx, `SELECT request_hash, ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
+				r.tenantID, r.idemKey).Scan(&hash, &r.ids); err != nil {
+				return err
+			}
+			if !bytes.Equal(hash, r.idemHash) {
+				r.err = ErrIdempotencyMismatch
+			}
+			r.replayed = true
+		}
+
+		// Take each tenant's ids in ascending tenant order, so two instances'
+		// groups lock tenant rows in the same order and cannot deadlock.
+		count := map[tenant.ID]int64{}
+		for _, r := range keep {
+			count[r.tenantID] += int64(len(r.drafts))
+		}
+		tenants := make([]tenant.ID, 0, len(count))
+		for t := range count {
+			tenants = append(tenants, t)
+		}
+		slices.Sort(tenants)
+		next := map[tenant.ID]int64{} // the next id to hand out
+		last := map[tenant.ID]int64{}
+		for _, t := range tenants {
+			var seq int64
+			err := tx.QueryRow(ctx, `UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq`,
+				t, count[t]).Scan(&seq)
+			if err != nil {
+				return fmt.Errorf("take ids for tenant %d: %w", t, err)
+			}
+			next[t], last[t] = seq-count[t]+1, seq
+		}
+
+		var (
+			tids     []int64
+			ids      []int64
+			channels []string
+			types    []string
+			datas    []string
+		)
+		for _, r := range keep {
+			r.ids = make([]int64, len(r.drafts))
+			for i, d := range r.drafts {
+				id := next[r.tenantID]
+				next[r.tenantID]++
+				r.ids[i] = id
+				tids = append(tids, int64(r.tenantID))
+				ids = append(ids, id)
+				channels = append(channels, d.Channel)
+				types = append(types, d.Type)
+				datas = append(datas, string(d.Data))
+			}
+		}
+
+		batch := &pgx.Batch{}
+		if len(ids) > 0 {
+			// clock_timestamp, not now(): taken after the tenant lock, so times
+			// rise with ids and retention prunes in id order.
+			batch.Queue(`
+				INSERT INTO events (tenant_id, id, channel, type, data, created_at)
+				SELECT t, i, c, ty, d::json, clock_timestamp()
+				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u (t, i, c, ty, d)`,
+				tids, ids, channels, types, datas)
+		}
+		for _, r := range keep {
+			if r.idemKey != "" {
+				batch.Queue(`UPDATE idempotency_keys SET ids = $3 WHERE tenant_id = $1 AND key = $2`, r.tenantID, r.idemKey, r.ids)
+			}
+		}
+		for _, t := range tenants {
+			// The payload names ids only, far below NOTIFY's 8000-byte limit
+			// whatever the events' size; listeners read the rows.
+			payload := strconv.FormatInt(int64(t), 10) + ":" + strconv.FormatInt(last[t]-count[t]+1, 10) + ":" + strconv.FormatInt(last[t], 10)
+			batch.Queue(`SELECT pg_notify($1, $2)`, notifyChannel, payload)
+		}
+		if batch.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, batch).Close()
+	})
+	if err != nil {
+		for _, r := range group {
+			r.ids, r.replayed, r.err = nil, false, nil
+		}
+		return err
+	}
+	for _, f := range followers {
+		first := firstWith[idem{f.tenantID, f.idemKey}]
+		f.replayed = true
+		switch {
+		case first.err != nil:
+			f.err = first.err
+		case !bytes.Equal(first.idemHash, f.idemHash):
+			f.err = ErrIdempotencyMismatch
+		default:
+			f.ids = first.ids
+		}
+	}
+	return nil
+}

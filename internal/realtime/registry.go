@@ -1,0 +1,344 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+const (
+	// registryFlush is how often new and closed connections are written, so
+	// lists of connected clients are at most this much behind.
+	registryFlush = time.Second
+	// instanceBeat is how often an instance proves it is alive.
+	instanceBeat = 5 * time.Second
+	// instanceDead is the heartbeat age after which an instance's
+	// connections no longer count as live (DESIGN: gone within 30 s).
+	instanceDead = 20 * time.Second
+)
+
+var (
+	// ErrTooManyConnections is the per-tenant connection limit reached.
+	ErrTooManyConnections = errors.New("realtime: too many connections for this tenant")
+	// ErrConnNotFound is a renewal for a connection that is not live.
+	ErrConnNotFound = errors.New("realtime: no such connection")
+)
+
+// Conn is a live subscriber connection: an SSE stream, or a held long-poll.
+type Conn struct {
+	ID          string    `json:"id"`
+	TenantID    tenant.ID `json:"-"`
+	Subject     string    `json:"user"`
+	Channels    []string  `json:"channels"`
+	Transport   string    `json:"transport"`
+	Instance    string    `json:"instance"`
+	RemoteAddr  string    `json:"remoteAddr"`
+	UserAgent   string    `json:"userAgent"`
+	ConnectedAt time.Time `json:"connectedAt"`
+
+	expires atomic.Int64 // unix nanoseconds; renewed in place
+}
+
+// Expires returns when the connection's token expires.
+func (c *Conn) Expires() time.Time { return time.Unix(0, c.expires.Load()) }
+
+// Registry tracks this instance's live connections and mirrors them into the
+// connections table, with a heartbeat, so every instance can list every
+// tenant's connections and a dead instance's vanish on their own.
+type Registry struct {
+	pool        *pgxpool.Pool
+	instanceID  string
+	maxByTenant int
+
+	mu       sync.Mutex
+	live     map[string]*Conn
+	byTenant map[tenant.ID]int
+	added    map[string]*Conn // not yet written
+	removed  map[string]bool  // not yet deleted
+}
+
+// NewRegistry returns a registry for this instance, limiting each tenant to
+// maxByTenant connections on it.
+func NewRegistry(pool *pgxpool.Pool, maxByTenant int) *Registry {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &Registry{
+		pool:        pool,
+		instanceID:  fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:])),
+		maxByTenant: maxByTenant,
+		live:        map[string]*Conn{},
+		byTenant:    map[tenant.ID]int{},
+		added:       map[string]*Conn{},
+		removed:     map[string]bool{},
+	}
+}
+
+// InstanceID names this instance in connection lists.
+func (g *Registry) InstanceID() string { return g.instanceID }
+
+// NewConnID returns a fresh connection id.
+func NewConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "c_" + hex.EncodeToString(b[:])
+}
+
+// Add registers c, or refuses it with ErrTooManyConnections.
+func (g *Registry) Add(c *Conn, expires time.Time) error {
+	c.Instance = g.instanceID
+	c.expires.Store(expires.UnixNano())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byTenant[c.TenantID] >= g.maxByTenant {
+		return ErrTooManyConnections
+	}
+	g.byTenant[c.TenantID]++
+	g.live[c.ID] = c
+	g.added[c.ID] = c
+	connectionsGauge.WithLabelValues(c.Transport).Inc()
+	return nil
+}
+
+// Remove unregisters connection c.
+func (g *Registry) Remove(c *Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.live[c.ID]; !ok {
+		return
+	}
+	delete(g.live, c.ID)
+	if g.byTenant[c.TenantID]--; g.byTenant[c.TenantID] == 0 {
+		delete(g.byTenant, c.TenantID)
+	}
+	if _, unwritten := g.added[c.ID]; unwritten {
+		delete(g.added, c.ID)
+	} else {
+		g.removed[c.ID] = true
+	}
+	connectionsGauge.WithLabelValues(c.Transport).Dec()
+}
+
+// Count returns the number of live connections on this instance.
+func (g *Registry) Count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.live)
+}
+
+// Renew extends connection id to expires, on whichever instance holds it,
+// if it belongs to tenantID and subject and allows says every one of its
+// channels is still granted. It returns ErrConnNotFound otherwise, and
+// ErrNotAllowed when the fresh token does not cover the channels.
+func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id string, allows func(string) bool, expires time.Time) error {
+	g.mu.Lock()
+	c, local := g.live[id]
+	g.mu.Unlock()
+	if local {
+		if c.TenantID != tenantID || c.Subject != subject {
+			return ErrConnNotFound
+		}
+		for _, ch := range c.Channels {
+			if !allows(ch) {
+				return ErrNotAllowed
+			}
+		}
+		c.expires.Store(expires.UnixNano())
+	}
+	// Write it through, for the stream when it lives on another instance.
+	var channels []string
+	err := g.pool.QueryRow(ctx,
+		`SELECT channels FROM connections WHERE id = $1 AND tenant_id = $2 AND subject = $3`,
+		id, tenantID, subject).Scan(&channels)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if local {
+			return nil // not written yet; the local stream has the new expiry
+		}
+		return ErrConnNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("realtime: renew connection: %w", err)
+	}
+	for _, ch := range channels {
+		if !allows(ch) {
+			return ErrNotAllowed
+		}
+	}
+	_, err = g.pool.Exec(ctx, `UPDATE connections SET expires_at = $2 WHERE id = $1`, id, expires)
+	if err != nil {
+		return fmt.Errorf("realtime: renew connection: %w", err)
+	}
+	return nil
+}
+
+// ErrNotAllowed is a channel the token does not grant.
+var ErrNotAllowed = errors.New("realtime: channel not allowed")
+
+// refreshExpiry returns c's expiry, taking a renewal written by another
+// instance into account.
+func (g *Registry) refreshExpiry(ctx context.Context, c *Conn) time.Time {
+	var exp time.Time
+	err := g.pool.QueryRow(ctx, `SELECT expires_at FROM connections WHERE id = $1`, c.ID).Scan(&exp)
+	if err == nil && exp.After(c.Expires()) {
+		c.expires.Store(exp.UnixNano())
+	}
+	return c.Expires()
+}
+
+// List returns tenantID's connections on every live instance.
+func (g *Registry) List(ctx context.Context, tenantID tenant.ID) ([]*Conn, error) {
+	rows, err := g.pool.Query(ctx, `
+		SELECT c.id, c.subject, c.channels, c.transport, c.instance_id, c.remote_addr, c.user_agent, c.connected_at
+		  FROM connections c JOIN instances i ON i.id = c.instance_id
+		 WHERE c.tenant_id = $1 AND i.heartbeat_at > now() - make_interval(secs => $2)
+		 ORDER BY c.connected_at, c.id`, tenantID, instanceDead.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("realtime: list connections: %w", err)
+	}
+	conns, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Conn, error) {
+		c := &Conn{TenantID: tenantID}
+		err := row.Scan(&c.ID, &c.Subject, &c.Channels, &c.Transport, &c.Instance, &c.RemoteAddr, &c.UserAgent, &c.ConnectedAt)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("realtime: list connections: %w", err)
+	}
+	if conns == nil {
+		conns = []*Conn{}
+	}
+	return conns, nil
+}
+
+// Run writes the registry to the database until ctx ends, then removes this
+// instance and its connections.
+func (g *Registry) Run(ctx context.Context, log *slog.Logger) error {
+	flush := time.NewTicker(registryFlush)
+	defer flush.Stop()
+	var lastBeat time.Time
+	for {
+		if time.Since(lastBeat) >= instanceBeat {
+			if err := g.beat(ctx); err != nil {
+				if ctx.Err() == nil {
+					log.Warn("realtime: instance heartbeat failed", "err", err)
+				}
+			} else {
+				lastBeat = time.Now()
+			}
+		}
+		if !lastBeat.IsZero() {
+			if err := g.flush(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("realtime: writing connections failed; will retry", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, err := g.pool.Exec(dctx, `DELETE FROM instances WHERE id = $1`, g.instanceID); err != nil {
+				// Not fatal: the rows stop counting once the heartbeat is stale.
+				log.Warn("realtime: could not remove this instance's connections on exit", "err", err)
+			}
+			return nil
+		case <-flush.C:
+		}
+	}
+}
+
+// beat records this instance as alive, and forgets instances long dead.
+func (g *Registry) beat(ctx context.Context) error {
+	_, err := g.pool.Exec(ctx, `
+		INSERT INTO instances (id) VALUES ($1)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, g.instanceID)
+	if err != nil {
+		return err
+	}
+	_, err = g.pool.Exec(ctx, `DELETE FROM instances WHERE heartbeat_at < now() - interval '5 minutes'`)
+	return err
+}
+
+func (g *Registry) flush(ctx context.Context) error {
+	g.mu.Lock()
+	added, removed := g.added, g.removed
+	g.added, g.removed = map[string]*Conn{}, map[string]bool{}
+	g.mu.Unlock()
+	if len(added) == 0 && len(removed) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	if len(removed) > 0 {
+		ids := make([]string, 0, len(removed))
+		for id := range removed {
+			ids = append(ids, id)
+		}
+		batch.Queue(`DELETE FROM connections WHERE id = ANY($1)`, ids)
+	}
+	if len(added) > 0 {
+		var (
+			ids, subjects, transports, addrs, agents []string
+			tenants                                  []int64
+			channels                                 []string // each as a text[] literal
+			connected, expires                       []time.Time
+		)
+		for _, c := range added {
+			ids = append(ids, c.ID)
+			tenants = append(tenants, int64(c.TenantID))
+			subjects = append(subjects, c.Subject)
+			channels = append(channels, textArray(c.Channels))
+			transports = append(transports, c.Transport)
+			addrs = append(addrs, c.RemoteAddr)
+			agents = append(agents, c.UserAgent)
+			connected = append(connected, c.ConnectedAt)
+			expires = append(expires, c.Expires())
+		}
+		batch.Queue(`
+			INSERT INTO connections (id, instance_id, tenant_id, subject, channels, transport, remote_addr, user_agent, connected_at, expires_at)
+			SELECT u.id, $1, u.t, u.s, u.ch::text[], u.tr, u.a, u.ua, u.ca, u.ex
+			  FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+			       AS u (id, t, s, ch, tr, a, ua, ca, ex)
+			ON CONFLICT (id) DO NOTHING`,
+			g.instanceID, ids, tenants, subjects, channels, transports, addrs, agents, connected, expires)
+	}
+	if err := g.pool.SendBatch(ctx, batch).Close(); err != nil {
+		// Put them back for the next flush, unless they changed meanwhile.
+		g.mu.Lock()
+		for id, c := range added {
+			if _, still := g.live[id]; still {
+				g.added[id] = c
+			}
+		}
+		for id := range removed {
+			g.removed[id] = true
+		}
+		g.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// textArray writes names (channel names: no quotes, commas or braces) as a
+// PostgreSQL array literal, since unnest cannot take an array of arrays of
+// different lengths.
+func textArray(names []string) string {
+	b := []byte{'{'}
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, n...)
+		b = append(b, '"')
+	}
+	return string(append(b, '}'))
+}
