@@ -56,6 +56,7 @@ func testConfig() Config {
 // instance is one hybridrt server on a real TCP listener, with its logs.
 type instance struct {
 	t    *testing.T
+	db   string // the database's name: tenant ids repeat across test databases
 	url  string
 	logs *syncBuffer
 	svc  *services
@@ -98,7 +99,7 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 			t.Errorf("background services: %v", err)
 		}
 	})
-	return &instance{t: t, url: srv.URL, logs: logs, svc: svc, srv: srv}
+	return &instance{t: t, db: pool.Config().ConnConfig.Database, url: srv.URL, logs: logs, svc: svc, srv: srv}
 }
 
 // waitReady waits until the instance's listener is live, as a load balancer
