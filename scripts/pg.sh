@@ -3,6 +3,7 @@
 #
 #   scripts/pg.sh start DIR   init (first time) and start a cluster in DIR; print its DATABASE_URL
 #   scripts/pg.sh stop DIR    stop it
+#   scripts/pg.sh restart DIR restart it (fast shutdown), as fault tests do
 #
 # PostgreSQL refuses to run as root, so when we are root the cluster runs as the
 # unprivileged `postgres` user. That user must be able to reach DIR: when DIR sits
@@ -123,8 +124,16 @@ cmd_stop() {
 	as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+cmd_restart() {
+	local dir bin
+	bin=$(bindir)
+	dir=$(resolve_dir "$1")
+	as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 -o "-p $(cat "$dir/hybridrt.port")" restart >/dev/null
+}
+
 case "${1:-}" in
 start) [ $# -eq 2 ] || die "usage: pg.sh start DIR"; cmd_start "$2" ;;
 stop) [ $# -eq 2 ] || die "usage: pg.sh stop DIR"; cmd_stop "$2" ;;
-*) die "usage: pg.sh start|stop DIR" ;;
+restart) [ $# -eq 2 ] || die "usage: pg.sh restart DIR"; cmd_restart "$2" ;;
+*) die "usage: pg.sh start|stop|restart DIR" ;;
 esac

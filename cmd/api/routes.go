@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hybridrt/hybridrt/docs"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
@@ -47,7 +48,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 
 	r.Get("/healthz", handleHealthz)
 	r.Get("/readyz", handleReadyz(s))
-	r.Handle("/metrics", promhttp.Handler())
+	r.Method(http.MethodGet, "/metrics", promhttp.Handler())
+	r.Get("/openapi.yaml", handleOpenAPI)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/tenants", auth.HandleSignup(log, s.pool, s.signing, signup))
@@ -83,6 +85,12 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, cfg.Stream))
 		r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, cfg.Stream))
 	})
+}
+
+// handleOpenAPI serves GET /openapi.yaml: the API description in docs/openapi.yaml.
+func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(docs.OpenAPI)
 }
 
 // handleHealthz serves GET /healthz: the process is up.

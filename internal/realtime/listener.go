@@ -104,13 +104,14 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 		}
 		n, err := conn.WaitForNotification(wctx)
 		h.poke.Store(nil)
+		why := wctx.Err() // before cancel, which would make it Canceled
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case err != nil && errors.Is(wctx.Err(), context.Canceled):
+		case err != nil && errors.Is(why, context.Canceled):
 			continue // poked: a new room to position
-		case err != nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
+		case err != nil && errors.Is(why, context.DeadlineExceeded):
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err = conn.Ping(pctx)
 			cancel()
