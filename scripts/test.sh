@@ -26,3 +26,15 @@ fi
 
 echo "== go test -race ./..."
 go test -race -count=1 "$@" ./...
+
+# A short run of every fuzz target; seeds and past crashers live in testdata/fuzz.
+fuzztime=${FUZZTIME:-5s}
+echo "== fuzzing each target for $fuzztime"
+for target in \
+	./internal/realtime:FuzzSSEEncode ./internal/realtime:FuzzPublishDecode \
+	./internal/channel:FuzzChannelName ./internal/auth:FuzzAPIKeyParse \
+	./internal/ssetest:FuzzParserChunking; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}" >/dev/null ||
+		{ echo "fuzz target ${target#*:} failed; rerun: go test -run '^$' -fuzz '^${target#*:}\$' ${target%%:*}"; exit 1; }
+	echo "ok   ${target#*:}"
+done

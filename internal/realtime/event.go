@@ -77,6 +77,10 @@ func compactData(data json.RawMessage, max int) (json.RawMessage, error) {
 	if len(data) == 0 {
 		return json.RawMessage("null"), nil
 	}
+	if !utf8.Valid(data) {
+		// json.Compact passes invalid UTF-8 through; a browser would turn it into U+FFFD.
+		return nil, fmt.Errorf("%w data: not valid UTF-8", ErrInvalid)
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, data); err != nil {
 		return nil, fmt.Errorf("%w data: not valid JSON", ErrInvalid)

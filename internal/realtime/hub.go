@@ -239,13 +239,13 @@ func (r *room) ingest(evs []*Event) {
 		r.last = e.ID
 		touched[e.Channel] = true
 	}
-	subs := make([]*Subscription, 0, len(r.subs))
-	for s := range r.subs {
-		subs = append(subs, s)
-	}
 	r.mu.Unlock()
 
-	for _, s := range subs {
+	// Signal under the read lock: sends never block, and readers (streams
+	// calling After) are not held up.
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for s := range r.subs {
 		for c := range touched {
 			if s.channels[c] {
 				s.signal()

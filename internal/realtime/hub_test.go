@@ -1,0 +1,148 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
+)
+
+func testEvent(id int64, ch string) *Event {
+	e := &Event{ID: id, Channel: ch, Type: "t", Data: []byte("null"), Time: time.Now()}
+	e.encode()
+	return e
+}
+
+// readyHub returns a hub with one positioned room for tenant 1 at head.
+func readyHub(ringSize int, head int64) (*Hub, *room) {
+	h := NewHub(nil, ringSize)
+	s := h.Subscribe(1, []string{"warm"})
+	s.room.position(head)
+	s.Close()
+	return h, s.room
+}
+
+func TestRingScanAndWrap(t *testing.T) {
+	t.Parallel()
+	h, r := readyHub(4, 10)
+	sub := h.Subscribe(1, []string{"a"})
+	defer sub.Close()
+	var evs []*Event
+	for id := int64(11); id <= 16; id++ {
+		ch := "a"
+		if id%2 == 0 {
+			ch = "b"
+		}
+		evs = append(evs, testEvent(id, ch))
+	}
+	r.ingest(evs)
+	select {
+	case <-sub.Wake():
+	default:
+		t.Fatal("ingest of a matching event did not wake the subscription")
+	}
+	// The ring keeps 13..16; a cursor at 12 or later reads it.
+	got, scanned, err := sub.After(context.Background(), 12, 10)
+	if err != nil || len(got) != 2 || got[0].ID != 13 || got[1].ID != 15 || scanned != 16 {
+		t.Fatalf("After(12) = %v, %d, %v; want 13 and 15, scanned to 16", ids(got), scanned, err)
+	}
+	// A limit stops the scan at the last returned event, not past it.
+	got, scanned, _ = sub.After(context.Background(), 12, 1)
+	if len(got) != 1 || scanned != 13 {
+		t.Fatalf("After(12, limit 1) = %v, scanned %d; want [13] scanned 13", ids(got), scanned)
+	}
+	// Nothing new: the cursor stays.
+	got, scanned, _ = sub.After(context.Background(), 16, 10)
+	if len(got) != 0 || scanned != 16 {
+		t.Fatalf("After(16) = %v, %d", ids(got), scanned)
+	}
+	// Duplicates are ignored; a gap restarts the ring.
+	r.ingest([]*Event{testEvent(15, "a"), testEvent(16, "b")})
+	if r.last != 16 || r.n != 4 {
+		t.Fatalf("re-ingesting old events changed the ring: last %d n %d", r.last, r.n)
+	}
+	r.ingest([]*Event{testEvent(20, "a")})
+	if r.last != 20 || r.n != 1 {
+		t.Fatalf("after a gap, last %d n %d; want 20 and 1", r.last, r.n)
+	}
+}
+
+func TestWakeOnlyMatchingChannels(t *testing.T) {
+	t.Parallel()
+	h, r := readyHub(8, 0)
+	a, b := h.Subscribe(1, []string{"a"}), h.Subscribe(1, []string{"b"})
+	other := h.Subscribe(2, []string{"a"})
+	r.ingest([]*Event{testEvent(1, "a")})
+	select {
+	case <-a.Wake():
+	default:
+		t.Error("subscriber of a not woken")
+	}
+	select {
+	case <-b.Wake():
+		t.Error("subscriber of b woken by an event on a")
+	case <-other.Wake():
+		t.Error("another tenant's subscriber woken")
+	default:
+	}
+	// Wake never blocks, however many events arrive unread.
+	for id := int64(2); id < 1000; id++ {
+		r.ingest([]*Event{testEvent(id, "a")})
+	}
+}
+
+func TestDropIdleRooms(t *testing.T) {
+	t.Parallel()
+	h, _ := readyHub(8, 0)
+	h.dropIdle(time.Now().Add(2 * time.Minute))
+	if h.room(1) != nil {
+		t.Error("idle room kept")
+	}
+	s := h.Subscribe(1, []string{"a"})
+	h.dropIdle(time.Now().Add(2 * time.Minute))
+	if h.room(1) == nil {
+		t.Error("room with a subscriber dropped")
+	}
+	s.Close()
+}
+
+func ids(evs []*Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// BenchmarkHubIngest measures one event reaching 10,000 subscriptions of
+// one channel: the ring append and the non-blocking wake-ups.
+func BenchmarkHubIngest(b *testing.B) {
+	h, r := readyHub(DefaultRingSize, 0)
+	for range 10000 {
+		h.Subscribe(1, []string{"load"})
+	}
+	b.ReportAllocs()
+	id := int64(0)
+	for b.Loop() {
+		id++
+		r.ingest([]*Event{testEvent(id, "load")})
+	}
+}
+
+// BenchmarkRingAfter measures a live stream's read: the events after its
+// cursor, from the ring.
+func BenchmarkRingAfter(b *testing.B) {
+	h, r := readyHub(DefaultRingSize, 0)
+	for id := int64(1); id <= DefaultRingSize; id++ {
+		r.ingest([]*Event{testEvent(id, fmt.Sprint("c", id%4))})
+	}
+	sub := h.Subscribe(tenant.ID(1), []string{"c1"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if evs, _, _ := sub.After(context.Background(), DefaultRingSize-8, 100); len(evs) != 2 {
+			b.Fatal(len(evs))
+		}
+	}
+}
