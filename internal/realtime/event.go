@@ -97,34 +97,30 @@ var ErrTooLarge = errors.New("too large")
 // timeLayout is RFC 3339 in UTC with milliseconds.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// encode fills in the envelope and SSE frame of e.
+// encode fills in the SSE frame of e. The envelope and the data are slices
+// of the frame, so an event in the ring costs one buffer, not three.
 func (e *Event) encode() {
-	var b bytes.Buffer
 	id := strconv.FormatInt(e.ID, 10)
-	b.WriteString(`{"id":"`)
-	b.WriteString(id)
-	b.WriteString(`","channel":`)
+	var b bytes.Buffer
+	b.Grow(len(e.Data) + len(e.Channel) + 2*len(e.Type) + 2*len(id) + 100)
+	b.WriteString("id: " + id + "\nevent: " + e.Type + "\ndata: ")
+	start := b.Len()
+	b.WriteString(`{"id":"` + id + `","channel":`)
 	writeJSONString(&b, e.Channel)
 	b.WriteString(`,"type":`)
 	writeJSONString(&b, e.Type)
 	b.WriteString(`,"data":`)
+	dataStart := b.Len()
 	b.Write(e.Data)
-	b.WriteString(`,"time":"`)
-	b.WriteString(e.Time.UTC().Format(timeLayout))
-	b.WriteString(`"}`)
-	e.Envelope = b.Bytes()
-
-	// Channel and type hold no CR or LF (ValidChannel, ValidType), and the
-	// envelope is compact JSON, whose strings escape them: one line each.
-	f := make([]byte, 0, len(e.Envelope)+len(id)+len(e.Type)+24)
-	f = append(f, "id: "...)
-	f = append(f, id...)
-	f = append(f, "\nevent: "...)
-	f = append(f, e.Type...)
-	f = append(f, "\ndata: "...)
-	f = append(f, e.Envelope...)
-	f = append(f, "\n\n"...)
-	e.Frame = f
+	dataEnd := b.Len()
+	b.WriteString(`,"time":"` + e.Time.UTC().Format(timeLayout) + `"}`)
+	end := b.Len()
+	// Channel and type hold no CR or LF (channel.Valid, ValidType), and the
+	// envelope is compact JSON, whose strings escape them: the frame's
+	// fields are one line each.
+	b.WriteString("\n\n")
+	f := b.Bytes()
+	e.Frame, e.Envelope, e.Data = f, f[start:end:end], f[dataStart:dataEnd:dataEnd]
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {

@@ -12,6 +12,10 @@ import (
 // DefaultRingSize is how many recent events the hub keeps per tenant.
 const DefaultRingSize = 4096
 
+// maxRingBytes bounds a ring's memory whatever the events' size: 4096
+// events of 64 KiB would otherwise hold 256 MiB per tenant.
+const maxRingBytes = 8 << 20
+
 // Hub holds, per tenant with subscribers on this instance, a ring of recent
 // events and the set of subscriptions to wake when new ones arrive. The
 // listener is the only writer of rings; streams read them by cursor.
@@ -39,6 +43,7 @@ type room struct {
 	ring  []*Event // circular, len ringSize
 	start int      // index of the oldest event
 	n     int
+	bytes int // sum of the ring's frame sizes
 
 	subs      map[*Subscription]struct{}
 	idleSince time.Time
@@ -208,7 +213,8 @@ func (h *Hub) allRooms() []*room {
 // every event up to head is in the store, and every later one will be notified.
 func (r *room) position(head int64) {
 	r.mu.Lock()
-	r.last, r.n, r.start, r.ready = head, 0, 0, true
+	clear(r.ring)
+	r.last, r.n, r.start, r.bytes, r.ready = head, 0, 0, 0, true
 	r.mu.Unlock()
 }
 
@@ -227,15 +233,19 @@ func (r *room) ingest(evs []*Event) {
 		if e.ID != r.last+1 {
 			// A gap the listener failed to fill: restart the ring here, and
 			// streams behind it read the store.
-			r.n, r.start = 0, 0
+			clear(r.ring)
+			r.n, r.start, r.bytes = 0, 0, 0
 		}
-		if r.n < len(r.ring) {
-			r.ring[(r.start+r.n)%len(r.ring)] = e
-			r.n++
-		} else {
-			r.ring[r.start] = e
+		// Evict the oldest events until this one fits by count and by size.
+		for r.n > 0 && (r.n == len(r.ring) || r.bytes+len(e.Frame) > maxRingBytes) {
+			r.bytes -= len(r.ring[r.start].Frame)
+			r.ring[r.start] = nil
 			r.start = (r.start + 1) % len(r.ring)
+			r.n--
 		}
+		r.ring[(r.start+r.n)%len(r.ring)] = e
+		r.n++
+		r.bytes += len(e.Frame)
 		r.last = e.ID
 		touched[e.Channel] = true
 	}

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,19 @@ func BenchmarkRingAfter(b *testing.B) {
 		if evs, _, _ := sub.After(context.Background(), DefaultRingSize-8, 100); len(evs) != 2 {
 			b.Fatal(len(evs))
 		}
+	}
+}
+
+func TestRingByteCap(t *testing.T) {
+	t.Parallel()
+	_, r := readyHub(DefaultRingSize, 0)
+	big := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
+	for id := int64(1); id <= 20; id++ {
+		e := &Event{ID: id, Channel: "a", Type: "t", Data: big, Time: time.Now()}
+		e.encode()
+		r.ingest([]*Event{e})
+	}
+	if r.bytes > maxRingBytes || r.n > 8 || r.n < 7 || r.last != 20 {
+		t.Errorf("ring of 1 MiB events holds %d events, %d bytes; want at most %d bytes", r.n, r.bytes, maxRingBytes)
 	}
 }

@@ -90,7 +90,12 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 	h.wakeAll()
 	log.Info("realtime: listener connected")
 
+	lastDrop := time.Now()
 	for {
+		if time.Since(lastDrop) > time.Minute {
+			h.dropIdle(time.Now())
+			lastDrop = time.Now()
+		}
 		for _, r := range h.takePending() {
 			if err := h.catchUp(ctx, conn, r); err != nil {
 				log.Warn("realtime: listener failed", "err", err)
@@ -119,7 +124,6 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 				log.Warn("realtime: listener connection does not answer", "err", err)
 				return nil
 			}
-			h.dropIdle(time.Now())
 			continue
 		case err != nil:
 			log.Warn("realtime: listener failed", "err", err)

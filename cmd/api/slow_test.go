@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/pgtest"
+)
+
+// TestSlowConsumer: a client that stops reading is cut off within the write
+// deadline; the hub never waits for it, and a normal subscriber on the same
+// channel gets every event.
+func TestSlowConsumer(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Stream.WriteTimeout = time.Second
+	in := newInstance(t, pgtest.NewDB(t), cfg)
+	acme := in.signup("Acme")
+	p := in.publisher(acme)
+	tok := p.token("u", nil, 600)
+
+	// The slow client: a tiny receive buffer, and it never reads.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(in.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/realtime/sse?channels=broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tok)
+
+	fast := in.subscribe(acme.Tenant.ID, "u", nil, []string{"broadcast"}, subscribeOpts{token: tok})
+	fast.connID()
+	for deadline := time.Now().Add(5 * time.Second); in.svc.registry.Count() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow client never connected")
+		}
+	}
+
+	// 16 MiB of events: far more than the socket buffers hold.
+	big := strings.Repeat("x", 60<<10)
+	var batch []string
+	for range 16 {
+		batch = append(batch, `{"channel":"broadcast","type":"big","data":"`+big+`"}`)
+	}
+	start := time.Now()
+	for range 17 {
+		p.events(`{"events":[` + strings.Join(batch, ",") + `]}`)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("publishing took %v with a stalled subscriber: the publisher waited on it", took)
+	}
+	fast.collect(17*16, 20*time.Second)
+
+	// The slow one is cut off: only the fast stream remains.
+	for deadline := time.Now().Add(10 * time.Second); in.svc.registry.Count() != 1; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow client still connected after 10 s (%d connections)", in.svc.registry.Count())
+		}
+	}
+}
