@@ -60,6 +60,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	served := map[string]map[string]bool{}
 	err = chi.Walk(mux, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasPrefix(route, "/console") {
+			return nil // the web console serves HTML pages, not the JSON API the document describes
+		}
 		route = strings.TrimSuffix(route, "/*")
 		if route == "" {
 			route = "/"

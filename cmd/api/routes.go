@@ -10,10 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hybridrt/hybridrt/docs"
+	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
+	"github.com/hybridrt/hybridrt/views"
 )
 
 // NewServer returns the service's whole HTTP API.
@@ -73,6 +75,44 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Get("/events", realtime.HandleHistory(log, s.store))
 			r.Get("/head", realtime.HandleHead(log, s.store))
 			r.Get("/connections", realtime.HandleConnections(log, s.registry))
+		})
+	})
+
+	console := &admin.Console{
+		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Tickets: s.tickets,
+		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
+		PublishConfig: cfg.Publish, Signup: signup, PublicURL: cfg.PublicURL,
+	}
+	r.Route("/console", func(r chi.Router) {
+		r.Use(admin.Headers, admin.CrossOrigin)
+		r.Handle("/static/*", http.StripPrefix("/console/static/", http.FileServerFS(views.Static)))
+		r.Get("/", console.HandleHome)
+		r.Get("/login", console.HandleLoginPage)
+		r.Post("/login", console.HandleLogin)
+		r.Get("/signup", console.HandleSignupPage)
+		r.Post("/signup", console.HandleSignup)
+		r.Get("/operator/login", console.HandleOperatorLoginPage)
+		r.Post("/operator/login", console.HandleOperatorLogin)
+		r.With(console.RequireSession).Post("/logout", console.HandleLogout)
+		r.With(console.RequireOperator).Get("/operator", console.HandleOperator)
+
+		r.Group(func(r chi.Router) {
+			r.Use(console.RequireTenant)
+			r.Get("/overview", console.HandleOverview)
+			r.Get("/clients", console.HandleClients)
+			r.Get("/clients/table", console.HandleClientsTable)
+			r.Get("/subscriber", console.HandleSubscriber)
+			r.Get("/events", console.HandleEvents)
+			r.Get("/events/stream", console.HandleEventStream)
+			r.Post("/events/test", console.HandleFire)
+			r.Get("/keys", console.HandleKeys)
+			r.Post("/keys", console.HandleCreateKey)
+			r.Post("/keys/{id}/revoke", console.HandleRevokeKey)
+			r.Get("/signing-keys", console.HandleSigningKeys)
+			r.Post("/signing-keys", console.HandleCreateSigningKey)
+			r.Post("/signing-keys/{kid}/revoke", console.HandleRevokeSigningKey)
+			r.Get("/tokens", console.HandleTokensPage)
+			r.Post("/tokens", console.HandleMintToken)
 		})
 	})
 

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 )
@@ -23,6 +24,7 @@ type services struct {
 	hub      *realtime.Hub
 	pub      *realtime.Publisher
 	registry *realtime.Registry
+	sessions *admin.Sessions
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
@@ -42,6 +44,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
 		pub:      realtime.NewPublisher(pool),
 		registry: realtime.NewRegistry(pool, cfg.MaxConnectionsByTenant),
+		sessions: admin.NewSessions(pool),
 	}, nil
 }
 
@@ -54,4 +57,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.registry.Run(ctx, log) })
 	g.Go(func() error { return s.keys.Run(ctx) })
 	g.Go(func() error { return s.store.RunPruner(ctx, log, cfg.EventRetention, time.Minute) })
+	g.Go(func() error { return s.sessions.Run(ctx, log) })
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,35 @@ import (
 type SignupPolicy struct {
 	Open          bool   // anyone may sign up
 	OperatorToken string // when closed, sign-up needs this as bearer
+}
+
+// SignedUp is a new tenant with its first credentials, whose secrets are
+// shown once.
+type SignedUp struct {
+	Tenant        tenant.Tenant
+	APIKey        string
+	Kid           string
+	SigningSecret string
+}
+
+// Signup creates a tenant named name (already cleaned by tenant.CleanName)
+// with its first API key and signing key, in one transaction.
+func Signup(ctx context.Context, pool *pgxpool.Pool, signing *SigningKeys, name string) (SignedUp, error) {
+	var su SignedUp
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		if su.Tenant, err = tenant.Insert(ctx, tx, name); err != nil {
+			return err
+		}
+		if _, su.APIKey, err = insertKey(ctx, tx, su.Tenant.ID, "default"); err != nil {
+			return err
+		}
+		var sk SigningKey
+		sk, su.SigningSecret, err = signing.insert(ctx, tx, su.Tenant.ID)
+		su.Kid = sk.Kid
+		return err
+	})
+	return su, err
 }
 
 // HandleSignup serves POST /v1/tenants: it creates a tenant with its first API
@@ -64,23 +94,12 @@ func HandleSignup(log *slog.Logger, pool *pgxpool.Pool, signing *SigningKeys, po
 			web.Error(w, http.StatusBadRequest, "invalid_name", err.Error())
 			return
 		}
-		var resp response
-		err = pgx.BeginFunc(r.Context(), pool, func(tx pgx.Tx) error {
-			var err error
-			if resp.Tenant, err = tenant.Insert(r.Context(), tx, name); err != nil {
-				return err
-			}
-			if _, resp.APIKey, err = insertKey(r.Context(), tx, resp.Tenant.ID, "default"); err != nil {
-				return err
-			}
-			sk, secret, err := signing.insert(r.Context(), tx, resp.Tenant.ID)
-			resp.SigningKey = signingKey{Kid: sk.Kid, Secret: secret}
-			return err
-		})
+		su, err := Signup(r.Context(), pool, signing, name)
 		if err != nil {
-			web.ServerError(w, r, log, err)
+			web.Fail(w, r, log, web.Unavailable(err))
 			return
 		}
+		resp := response{Tenant: su.Tenant, APIKey: su.APIKey, SigningKey: signingKey{Kid: su.Kid, Secret: su.SigningSecret}}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "tenant signed up",
 			slog.String("request_id", web.RequestID(r.Context())),
 			slog.Int64("tenant_id", int64(resp.Tenant.ID)))
@@ -103,7 +122,7 @@ func HandleCreateKey(log *slog.Logger, keys *Keys) http.HandlerFunc {
 			web.Fail(w, r, log, err)
 			return
 		}
-		name, err := cleanKeyName(req.Name)
+		name, err := CleanKeyName(req.Name)
 		if err != nil {
 			web.Error(w, http.StatusBadRequest, "invalid_name", err.Error())
 			return
@@ -226,7 +245,7 @@ func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 			web.Fail(w, r, log, err)
 			return
 		}
-		if err := validSubject(req.Sub); err != nil {
+		if err := ValidSubject(req.Sub); err != nil {
 			web.Error(w, http.StatusBadRequest, "invalid_sub", err.Error())
 			return
 		}

@@ -156,7 +156,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error)
 	if err != nil {
 		return Subscriber{}, ErrInvalidToken
 	}
-	if err := validSubject(c.Subject); err != nil {
+	if err := ValidSubject(c.Subject); err != nil {
 		return Subscriber{}, ErrInvalidToken
 	}
 	// A token may live at most MaxTokenTTL: from its iat, or from now when it has none.
@@ -179,8 +179,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error)
 	return sub, nil
 }
 
-// validSubject checks an end-user id: 1–200 printable characters.
-func validSubject(s string) error {
+// ValidSubject checks an end-user id: 1–200 printable characters.
+func ValidSubject(s string) error {
 	if s == "" || len(s) > 200 || !utf8.ValidString(s) {
 		return errors.New(`"sub" must be 1 to 200 characters`)
 	}

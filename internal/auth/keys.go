@@ -73,8 +73,8 @@ type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// cleanKeyName trims name and checks it is 1–100 printable characters.
-func cleanKeyName(name string) (string, error) {
+// CleanKeyName trims name and checks it is 1–100 printable characters.
+func CleanKeyName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 100 {
 		return "", errors.New(`"name" must be 1 to 100 characters, such as "production backend"`)

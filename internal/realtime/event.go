@@ -42,6 +42,9 @@ type Draft struct {
 	Data    json.RawMessage `json:"data"`
 }
 
+// One returns the draft as a publish request of one event.
+func (d Draft) One() []Draft { return []Draft{d} }
+
 // ValidType reports why typ is not a publishable event type, or nil.
 func ValidType(typ string) error {
 	if typ == "" || len(typ) > MaxTypeLen {

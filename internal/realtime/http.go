@@ -88,6 +88,27 @@ func (c PublishConfig) drafts(inputs []eventInput) ([]Draft, error) {
 	return out, nil
 }
 
+// CheckEvent validates one event as the publish API would, for forms that
+// build one field by field (the console). It returns the draft, or the
+// problems by field name: "channel", "type", "data".
+func (c PublishConfig) CheckEvent(ch, typ string, data json.RawMessage) (Draft, map[string]string) {
+	errs := map[string]string{}
+	if err := channel.Valid(ch); err != nil {
+		errs["channel"] = err.Error()
+	}
+	if err := ValidType(typ); err != nil {
+		errs["type"] = err.Error()
+	}
+	d, err := compactData(data, c.MaxEventBytes)
+	if err != nil {
+		errs["data"] = err.Error()
+	}
+	if len(errs) > 0 {
+		return Draft{}, errs
+	}
+	return Draft{Channel: ch, Type: typ, Data: d}, nil
+}
+
 // idempotencyKey reads the Idempotency-Key header: 1–255 visible ASCII characters.
 func idempotencyKey(r *http.Request) (string, error) {
 	vals := r.Header.Values("Idempotency-Key")
