@@ -10,6 +10,13 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change these files (run gofmt -w):"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# Generated templ code is committed; it must be what the .templ files generate.
+go tool templ generate >/dev/null
+if [ -n "$(git status --porcelain -- '*_templ.go' 2>/dev/null)" ]; then
+	echo "go tool templ generate changed these generated files; commit them:"
+	git status --porcelain -- '*_templ.go'
+	exit 1
+fi
 
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
 	tmp=$(mktemp -d /tmp/hybridrt-test.XXXXXX)
