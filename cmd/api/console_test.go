@@ -190,6 +190,26 @@ func TestConsolePages(t *testing.T) {
 	if in.do("GET", "/v1/tenant", other.APIKey, "").status != 200 {
 		t.Fatal("acme's console revoked other's key")
 	}
+	// POST /api/realtime/test also takes a console session, with its CSRF token.
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", 403}, {b.csrf, 201}} {
+		req, _ := http.NewRequest("POST", in.url+"/api/realtime/test", nil)
+		req.Header.Set("Origin", in.url)
+		if tc.token != "" {
+			req.Header.Set("X-CSRF-Token", tc.token)
+		}
+		res, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("POST /api/realtime/test with a session and csrf %q = %d, want %d", tc.token, res.StatusCode, tc.want)
+		}
+	}
+
 	// Signing keys: create shows the secret once; another tenant's kid is refused.
 	if _, body, _ = b.post("/console/signing-keys", nil); !strings.Contains(body, `id="secret-new-signing">hrs_`) {
 		t.Errorf("new signing secret not shown")

@@ -132,6 +132,26 @@ func (c *Console) RequireOperator(next http.Handler) http.Handler {
 	return c.require(func(s Session) bool { return s.Operator }, true, next)
 }
 
+// OrAPIKey admits a request with an API key (through apiKey) or, when it
+// carries no Authorization header, with a tenant console session and its
+// CSRF token, as POST /api/realtime/test does.
+func (c *Console) OrAPIKey(apiKey func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		withKey, withSession := apiKey(next), CrossOrigin(c.RequireTenant(next))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "" {
+				withKey.ServeHTTP(w, r)
+				return
+			}
+			if _, ok := c.session(r); ok {
+				withSession.ServeHTTP(w, r)
+				return
+			}
+			withKey.ServeHTTP(w, r) // no credentials at all: the API's 401
+		})
+	}
+}
+
 // RequireSession admits any session, tenant or operator (for logging out).
 func (c *Console) RequireSession(next http.Handler) http.Handler {
 	return c.require(func(Session) bool { return true }, false, next)
