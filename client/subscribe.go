@@ -1,0 +1,433 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Transport names a way of receiving events.
+type Transport string
+
+// The transports, in the order Subscribe prefers them.
+const (
+	SSE     Transport = "sse"
+	Polling Transport = "polling"
+)
+
+// SubscribeOptions configure Subscribe. URL, Channels and Token are required.
+type SubscribeOptions struct {
+	URL      string   // the service's origin
+	Channels []string // channels to receive
+	// Token returns a subscriber JWT; it is called at the start, before the
+	// token expires, and whenever the service refuses the current one.
+	Token func(ctx context.Context) (string, error)
+	// Cursor, when set, is the id after which to start (e.g. from Client.Head);
+	// otherwise the subscription starts at the tenant's current head.
+	Cursor     string
+	Transports []Transport // default: SSE, then polling
+	HTTP       *http.Client
+
+	// SSEFailures is how many SSE attempts in a row may fail before falling
+	// back to polling (default 3). ReadyTimeout is how long the first event
+	// of a stream may take: a proxy that buffers the stream shows as a
+	// timeout here (default 10 s). RetrySSE is how often, while polling, SSE
+	// is tried again (default 1 min). PollTimeout is the long-poll hold
+	// (default 25 s).
+	SSEFailures  int
+	ReadyTimeout time.Duration
+	RetrySSE     time.Duration
+	PollTimeout  time.Duration
+
+	// OnState, if set, is called on every change of transport or connection.
+	OnState func(State)
+}
+
+// State is a subscription's connection state.
+type State struct {
+	Connected bool
+	Transport Transport // "" while disconnected
+	Cursor    string
+	Err       error
+}
+
+// Subscription delivers a channel's events in order, each once, across
+// reconnects and transport switches. Close it when done.
+type Subscription struct {
+	opts   SubscribeOptions
+	events chan Event
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	state  State
+	cursor int64
+	token  string
+}
+
+// Subscribe starts receiving events. It returns at once; events arrive on
+// Events until ctx ends or Close is called.
+func Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscription, error) {
+	if opts.URL == "" || len(opts.Channels) == 0 || opts.Token == nil {
+		return nil, errors.New("hybridrt: Subscribe needs URL, Channels and Token")
+	}
+	if len(opts.Transports) == 0 {
+		opts.Transports = []Transport{SSE, Polling}
+	}
+	if opts.HTTP == nil {
+		opts.HTTP = &http.Client{}
+	}
+	opts.URL = strings.TrimSuffix(opts.URL, "/")
+	opts.SSEFailures = cmpOr(opts.SSEFailures, 3)
+	opts.ReadyTimeout = cmpOr(opts.ReadyTimeout, 10*time.Second)
+	opts.RetrySSE = cmpOr(opts.RetrySSE, time.Minute)
+	opts.PollTimeout = cmpOr(opts.PollTimeout, 25*time.Second)
+	s := &Subscription{opts: opts, events: make(chan Event, 1024), done: make(chan struct{}), cursor: -1}
+	if opts.Cursor != "" {
+		c, err := strconv.ParseInt(opts.Cursor, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("hybridrt: cursor %q is not an event id", opts.Cursor)
+		}
+		s.cursor = c
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	go s.run(ctx)
+	return s, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Events delivers the events, deduplicated and in id order. Events of type
+// "resync" mean that events before their id were lost to retention: reload
+// the state they would have built.
+func (s *Subscription) Events() <-chan Event { return s.events }
+
+// State returns the current connection state.
+func (s *Subscription) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Close stops the subscription and waits for it to end.
+func (s *Subscription) Close() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *Subscription) setState(connected bool, t Transport, err error) {
+	s.mu.Lock()
+	s.state = State{Connected: connected, Transport: t, Err: err}
+	if s.cursor >= 0 {
+		s.state.Cursor = strconv.FormatInt(s.cursor, 10)
+	}
+	st := s.state
+	s.mu.Unlock()
+	if s.opts.OnState != nil {
+		s.opts.OnState(st)
+	}
+}
+
+func (s *Subscription) allowed(t Transport) bool {
+	for _, a := range s.opts.Transports {
+		if a == t {
+			return true
+		}
+	}
+	return false
+}
+
+// deliver passes e on unless its id is not after the cursor (a duplicate
+// after a reconnect or a transport switch), and advances the cursor.
+func (s *Subscription) deliver(ctx context.Context, e Event) bool {
+	if e.Type != "resync" { // a resync is news, and moves no cursor: the events after it do
+		id, err := strconv.ParseInt(e.ID, 10, 64)
+		if err != nil {
+			return true
+		}
+		s.mu.Lock()
+		dup := id <= s.cursor
+		if !dup {
+			s.cursor = id
+		}
+		s.mu.Unlock()
+		if dup {
+			return true
+		}
+	}
+	select {
+	case s.events <- e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Subscription) cursorParam() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cursor < 0 {
+		return ""
+	}
+	return strconv.FormatInt(s.cursor, 10)
+}
+
+// errAuth is the service refusing the token: get a new one.
+var errAuth = errors.New("hybridrt: token refused")
+
+func (s *Subscription) freshToken(ctx context.Context, force bool) (string, error) {
+	s.mu.Lock()
+	t := s.token
+	s.mu.Unlock()
+	if t != "" && !force {
+		return t, nil
+	}
+	t, err := s.opts.Token(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.token = t
+	s.mu.Unlock()
+	return t, nil
+}
+
+func (s *Subscription) run(ctx context.Context) {
+	defer close(s.done)
+	defer close(s.events)
+	sseFailures := 0
+	var lastSSE time.Time // when the last SSE attempt ended
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		// SSE first; after SSEFailures failed attempts in a row, poll, and try
+		// SSE again once RetrySSE has passed since the last attempt.
+		useSSE := s.allowed(SSE) && (sseFailures < s.opts.SSEFailures || !s.allowed(Polling) || time.Since(lastSSE) >= s.opts.RetrySSE)
+		var err error
+		if useSSE {
+			var opened bool
+			opened, err = s.streamSSE(ctx)
+			lastSSE = time.Now()
+			if opened {
+				sseFailures, backoff = 0, 250*time.Millisecond
+			} else if !errors.Is(err, errAuth) {
+				sseFailures++
+				if sseFailures >= s.opts.SSEFailures && s.allowed(Polling) {
+					continue // fall back to polling at once, no backoff
+				}
+			}
+		} else {
+			err = s.poll(ctx)
+			if err == nil {
+				backoff = 250 * time.Millisecond
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.setState(false, "", err)
+		if errors.Is(err, errAuth) {
+			if _, terr := s.freshToken(ctx, true); terr == nil {
+				continue // a new token: try again at once
+			}
+		}
+		wait := rand.N(backoff) + 50*time.Millisecond // full jitter
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// streamSSE reads one SSE connection until it ends. opened reports whether
+// the stream's ready event arrived (the transport works here).
+func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
+	token, err := s.freshToken(ctx, false)
+	if err != nil {
+		return false, err
+	}
+	q := url.Values{"channels": {strings.Join(s.opts.Channels, ",")}}
+	if c := s.cursorParam(); c != "" {
+		q.Set("lastEventId", c)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, s.opts.URL+"/api/realtime/sse?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+
+	// A watchdog: no ready within ReadyTimeout, or silence past 2.5
+	// heartbeats, means a buffering proxy or a dead connection.
+	alive := make(chan time.Duration, 16)
+	go func() {
+		limit := s.opts.ReadyTimeout
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		for {
+			select {
+			case d := <-alive:
+				if d > 0 {
+					limit = d
+				}
+				t.Reset(limit)
+			case <-t.C:
+				cancel()
+				return
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+
+	res, err := s.opts.HTTP.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusUnauthorized {
+		return false, errAuth
+	}
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		return false, problem(res)
+	}
+
+	var (
+		id, typ string
+		data    strings.Builder
+		hasData bool
+	)
+	heartbeat := 15 * time.Second
+	br := bufio.NewReaderSize(res.Body, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if !opened && sctx.Err() != nil && ctx.Err() == nil {
+				return false, errors.New("hybridrt: no ready event in time (is a proxy buffering the stream?)")
+			}
+			return opened, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if strings.HasPrefix(line, ":") {
+			alive <- 0 // a heartbeat
+			continue
+		}
+		if line != "" {
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				id = value
+			case "event":
+				typ = value
+			case "data":
+				if hasData {
+					data.WriteByte('\n')
+				}
+				data.WriteString(value)
+				hasData = true
+			}
+			continue
+		}
+		if !hasData {
+			continue
+		}
+		payload := data.String()
+		data.Reset()
+		hasData = false
+		evType := typ
+		typ = ""
+		switch evType {
+		case "ready":
+			var r struct{ Heartbeat int }
+			_ = json.Unmarshal([]byte(payload), &r)
+			if r.Heartbeat > 0 {
+				heartbeat = time.Duration(r.Heartbeat) * time.Second
+			}
+			opened = true
+			alive <- heartbeat * 5 / 2
+			s.setState(true, SSE, nil)
+		case "token_expired":
+			return opened, errAuth
+		case "resync":
+			var r struct{ Cursor string }
+			_ = json.Unmarshal([]byte(payload), &r)
+			if !s.deliver(ctx, Event{ID: r.Cursor, Type: "resync", Data: json.RawMessage(payload)}) {
+				return opened, ctx.Err()
+			}
+		default:
+			alive <- 0
+			var e Event
+			if json.Unmarshal([]byte(payload), &e) != nil || e.ID != id {
+				continue
+			}
+			if !s.deliver(ctx, e) {
+				return opened, ctx.Err()
+			}
+		}
+	}
+}
+
+// poll runs one long-poll and delivers what it got.
+func (s *Subscription) poll(ctx context.Context) error {
+	token, err := s.freshToken(ctx, false)
+	if err != nil {
+		return err
+	}
+	q := url.Values{
+		"channels": {strings.Join(s.opts.Channels, ",")},
+		"timeout":  {strconv.Itoa(int(s.opts.PollTimeout.Seconds()))},
+	}
+	if c := s.cursorParam(); c != "" {
+		q.Set("cursor", c)
+	}
+	var out struct {
+		Events []Event `json:"events"`
+		Cursor string  `json:"cursor"`
+		Resync bool    `json:"resync"`
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.opts.PollTimeout+10*time.Second)
+	defer cancel()
+	err = doJSON(pctx, s.opts.HTTP, http.MethodGet, s.opts.URL+"/api/realtime/polling?"+q.Encode(), token, nil, nil, &out)
+	var apiErr *Error
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+		return errAuth
+	}
+	if err != nil {
+		return err
+	}
+	s.setState(true, Polling, nil)
+	if out.Resync && !s.deliver(ctx, Event{Type: "resync"}) {
+		return ctx.Err()
+	}
+	for _, e := range out.Events {
+		if !s.deliver(ctx, e) {
+			return ctx.Err()
+		}
+	}
+	// Move to the poll's cursor even when nothing matched, as the server scanned that far.
+	if c, err := strconv.ParseInt(out.Cursor, 10, 64); err == nil {
+		s.mu.Lock()
+		if c > s.cursor {
+			s.cursor = c
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
