@@ -50,7 +50,7 @@ func newTestProxy(t *testing.T, target string) *testProxy {
 		case r.Method == "POST" && r.URL.Path == "/v1/events" && p.dropNextReply.CompareAndSwap(true, false):
 			p.publishes.Add(1)
 			rec := httptest.NewRecorder()
-			rp.ServeHTTP(rec, r) // the instance commits...
+			rp.ServeHTTP(rec, r)        // the instance commits...
 			panic(http.ErrAbortHandler) // ...and the reply is lost
 		default:
 			if r.Method == "POST" && r.URL.Path == "/v1/events" {
