@@ -115,7 +115,7 @@ func TestConsolePages(t *testing.T) {
 		"/console/overview":      {"Overview", `data-testid="connections">1<`, "active API keys"},
 		"/console/clients":       {"Connected clients", "acme-user", `hx-trigger="every 1s"`},
 		"/console/clients/table": {"acme-user"},
-		"/console/events":        {"Fire a test event", "acme-event", `sse-connect="/console/events/stream"`, "&lt;script&gt;"},
+		"/console/events":        {"Fire a test event", "acme-event", `sse-connect="/console/events/stream?after=`, "&lt;script&gt;"},
 		"/console/keys":          {"API keys", "default", acme.APIKey[:16]},
 		"/console/signing-keys":  {"Signing keys", acme.SigningKey.Kid},
 		"/console/tokens":        {"Subscriber tokens", `name="sub"`},
@@ -152,9 +152,30 @@ func TestConsolePages(t *testing.T) {
 		}
 	}
 
+	// The live log's stream starts where the page left off: an event
+	// published between the page and the stream is not lost.
+	_, body, _ := b.get("/console/events")
+	after := regexp.MustCompile(`stream\?after=(\d+)`).FindStringSubmatch(body)
+	if after == nil {
+		t.Fatal("events page names no stream position")
+	}
+	missed := p.events(`{"channel":"secret-ops","type":"between","data":1}`)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", in.url+"/console/events/stream?after="+after[1], nil)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := b.c.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("event stream = %v %v", res, err)
+	}
+	buf := make([]byte, 4096)
+	n, _ := io.ReadAtLeast(res.Body, buf, 10)
+	res.Body.Close()
+	if !strings.Contains(string(buf[:n]), `data-event-id="`+missed[0]+`"`) || !strings.Contains(string(buf[:n]), "between") {
+		t.Errorf("the live log stream did not replay event %s published before it opened: %q", missed[0], buf[:n])
+	}
+
 	// Forms: a test event, with errors shown next to the field.
 	head := p.head()
-	_, body, _ := b.post("/console/events/test", url.Values{"channel": {"bad channel"}, "type": {"ready"}, "data": {"{nope"}})
+	_, body, _ = b.post("/console/events/test", url.Values{"channel": {"bad channel"}, "type": {"ready"}, "data": {"{nope"}})
 	for _, want := range []string{`id="e-channel"`, `id="e-type"`, `id="e-data"`, `aria-invalid="true"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("invalid test event: form lacks %s", want)
@@ -236,6 +257,9 @@ func TestConsoleSecurity(t *testing.T) {
 			t.Errorf("GET %s logged out = %d %s", path, code, h.Get("Location"))
 		}
 	}
+	if code, _, _ := b.get("/console/events/stream", "Accept", "text/event-stream"); code != 401 {
+		t.Errorf("event stream logged out = %d, want 401 (an EventSource must not follow a redirect to HTML)", code)
+	}
 	if code, _, h := b.get("/console/clients/table", "HX-Request", "true"); code != 401 || h.Get("HX-Redirect") != "/console/login" {
 		t.Errorf("htmx fragment logged out = %d %v", code, h)
 	}
@@ -273,6 +297,12 @@ func TestConsoleSecurity(t *testing.T) {
 			t.Errorf("POST /console/keys with %s = %d, want 403", r.name, code)
 		}
 	}
+	// A stale header next to the right form field (htmx after a re-login
+	// without a full page load) is accepted.
+	if code, _, _ := b.post("/console/keys", url.Values{"name": {"stale-header"}}, "X-CSRF-Token", "previous-session-token"); code != 200 {
+		t.Errorf("POST with the right form token and a stale header = %d, want 200", code)
+	}
+	before++
 	// The token in the header, as htmx sends it, is accepted.
 	if code, _, _ := b.post("/console/keys", url.Values{"name": {"via-header"}, "csrf": {""}}, "X-CSRF-Token", b.csrf); code != 200 {
 		t.Errorf("POST with X-CSRF-Token = %d", code)

@@ -165,7 +165,9 @@ func (c *Console) require(fits func(Session) bool, operator bool, next http.Hand
 			if operator {
 				login = "/console/operator/login"
 			}
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// A form post or an event stream gets a 401, not a login page: an
+			// EventSource would keep reconnecting to an HTML redirect.
+			if r.Method != http.MethodGet && r.Method != http.MethodHead || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 				web.Error(w, http.StatusUnauthorized, "no_session", "log in to the console first")
 				return
 			}

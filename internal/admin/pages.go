@@ -181,13 +181,13 @@ func (c *Console) clients(r *http.Request) ([]views.ClientRow, error) {
 
 // HandleEvents serves GET /console/events: the test-event form and the live log.
 func (c *Console) HandleEvents(w http.ResponseWriter, r *http.Request) {
-	log, err := c.recentEvents(r.Context(), tenant.FromContext(r.Context()), 20)
+	log, head, err := c.recentEvents(r.Context(), tenant.FromContext(r.Context()), 20)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
 	f := form("channel", "broadcast", "type", "test", "data", `{"message":"Hello from the console"}`)
-	c.render(w, r, http.StatusOK, views.EventsPage(c.page(r, "Events", "events"), f, "", log))
+	c.render(w, r, http.StatusOK, views.EventsPage(c.page(r, "Events", "events"), f, "", log, "/console/events/stream?after="+strconv.FormatInt(head, 10)))
 }
 
 // HandleFire serves POST /console/events/test: validates the event with the

@@ -110,14 +110,15 @@ func (s *Sessions) Delete(ctx context.Context, sess Session) error {
 	return err
 }
 
-// CheckCSRF reports whether r carries the session's CSRF token, in the
-// X-CSRF-Token header (htmx) or the csrf form field (plain forms).
+// CheckCSRF reports whether r carries the session's CSRF token, in the csrf
+// form field (every form has one) or the X-CSRF-Token header (htmx). Either
+// will do: after a login without a full page load, htmx may still send the
+// previous session's token in the header while the form holds the new one.
 func (sess Session) CheckCSRF(r *http.Request) bool {
-	got := r.Header.Get("X-CSRF-Token")
-	if got == "" {
-		got = r.PostFormValue("csrf")
+	match := func(got string) bool {
+		return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) == 1
 	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) == 1
+	return match(r.PostFormValue("csrf")) || match(r.Header.Get("X-CSRF-Token"))
 }
 
 // Run deletes expired sessions every 10 minutes until ctx ends.

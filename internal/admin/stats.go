@@ -55,21 +55,22 @@ func logEntry(e *realtime.Event) views.LogEntry {
 	}
 }
 
-// recentEvents returns the tenant's last n events, newest first.
-func (c *Console) recentEvents(ctx context.Context, tenantID tenant.ID, n int) ([]views.LogEntry, error) {
+// recentEvents returns the tenant's last n events, newest first, and the id
+// they end at, from which the live log's stream continues.
+func (c *Console) recentEvents(ctx context.Context, tenantID tenant.ID, n int) ([]views.LogEntry, int64, error) {
 	pos, err := c.Store.Position(ctx, tenantID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	page, err := c.Store.History(ctx, tenantID, "", max(0, pos.Head-int64(n)), n)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make([]views.LogEntry, len(page.Events))
 	for i, e := range page.Events {
 		out[len(out)-1-i] = logEntry(e)
 	}
-	return out, nil
+	return out, pos.Head, nil
 }
 
 // operatorView lists every tenant with its counts, and every instance.

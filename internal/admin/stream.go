@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/views"
 )
@@ -35,7 +36,17 @@ func (c *Console) HandleEventStream(w http.ResponseWriter, r *http.Request) {
 	}
 	heartbeat := time.NewTicker(15 * time.Second)
 	defer heartbeat.Stop()
+	// Start where the page's render left off (after=), or where the
+	// browser's EventSource last was (Last-Event-ID), so no event falls
+	// between the page and the stream.
 	cursor := pos.Head
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = r.URL.Query().Get("after")
+	}
+	if c, ok, err := realtime.ParseCursor(raw); err == nil && ok && c <= pos.Head {
+		cursor = max(c, pos.Head-100) // a long-closed tab replays at most the last 100
+	}
 	var buf bytes.Buffer
 	for {
 		evs, scanned, err := sub.After(ctx, cursor, 100)
