@@ -50,6 +50,10 @@ var (
 	})
 )
 
+// sseDelivered is the SSE child of eventsDelivered, looked up once: the
+// stream loop adds to it for every batch it writes.
+var sseDelivered = eventsDelivered.WithLabelValues("sse")
+
 func observePublish(group []*publishRequest, events int, took time.Duration, err error) {
 	publishGroups.Inc()
 	publishLatency.Observe(took.Seconds())

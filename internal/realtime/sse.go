@@ -50,20 +50,21 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		defer sub.Close()
 
 		// A client that stops reading stalls our writes; the deadline cuts it
-		// off instead of holding a goroutine and a buffer forever.
+		// off instead of holding a goroutine and a buffer forever. One
+		// deadline covers a batch of writes and its flush.
 		write := func(b []byte) error {
-			_ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			_, err := w.Write(b)
 			return err
 		}
 		flush := func() error {
-			_ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			err := rc.Flush()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				slowConsumers.Inc()
 			}
 			return err
 		}
+		deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout)) }
+		deadline()
 
 		cursor := s.cursor
 		head := "retry: " + strconv.FormatInt(cfg.Retry.Milliseconds(), 10) + "\n\n"
@@ -99,12 +100,12 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			if err != nil {
 				return // the client resumes with Last-Event-ID
 			}
+			if len(evs) > 0 {
+				deadline()
+			}
 			for _, e := range evs {
 				if err := write(e.Frame); err != nil {
 					return
-				}
-				if live {
-					deliveryLatency.Observe(time.Since(e.Time).Seconds())
 				}
 			}
 			cursor = scanned
@@ -112,7 +113,10 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 				if flush() != nil {
 					return
 				}
-				eventsDelivered.WithLabelValues("sse").Add(float64(len(evs)))
+				if live { // the newest event's age: what the slowest of the batch waited
+					deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
+				}
+				sseDelivered.Add(float64(len(evs)))
 			}
 			if len(evs) == readBatch {
 				continue // more backlog
@@ -125,11 +129,13 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			case <-hub.Done():
 				// Shutting down: ask clients to come back at staggered times,
 				// so they do not all reconnect to the other instances at once.
+				deadline()
 				_ = write([]byte("retry: " + strconv.Itoa(500+rand.IntN(4500)) + "\n\n"))
 				_ = flush()
 				return
 			case <-sub.Wake():
 			case <-heartbeat.C:
+				deadline()
 				if ok, err := verifier.KeyActive(ctx, s.sub.Kid); err == nil && !ok {
 					_ = write(systemFrame("token_expired", "", map[string]string{"reason": "the signing key was revoked"}))
 					_ = flush()
@@ -143,6 +149,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 					expiry.Reset(time.Until(exp)) // renewed in place
 					continue
 				}
+				deadline()
 				_ = write(systemFrame("token_expired", "", map[string]string{"reason": "the token expired; get a new one and resume from your last event id"}))
 				_ = flush()
 				return
