@@ -31,6 +31,9 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 	export TEST_DATABASE_URL
 fi
 
+echo "== JavaScript SDK: build check and unit tests"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm test)
+
 echo "== go test -race ./..."
 go test -race -count=1 "$@" ./...
 

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	jssdk "github.com/hybridrt/hybridrt/clients/js"
 	"github.com/hybridrt/hybridrt/docs"
+	"github.com/hybridrt/hybridrt/examples"
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
@@ -119,13 +122,38 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	r.Route("/api/realtime", func(r chi.Router) {
 		r.With(console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, cfg.Publish))
 
-		jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
-		r.With(jwtOnly).Post("/tickets", auth.HandleTicket(log, s.tickets))
-		r.With(jwtOnly).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
-		r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, cfg.Stream))
-		r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, cfg.Stream))
+		// Subscribers' pages live on the tenant's own origin: allow any origin.
+		// Safe, as these routes take bearer tokens and tickets, never cookies.
+		r.Group(func(r chi.Router) {
+			r.Use(subscriberCORS)
+			jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
+			r.With(jwtOnly).Post("/tickets", auth.HandleTicket(log, s.tickets))
+			r.With(jwtOnly).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
+			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, cfg.Stream))
+			r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, cfg.Stream))
+			// Preflight requests (for the Authorization header) end in the CORS
+			// middleware; these routes only give them something to match.
+			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+		})
 	})
+
+	// The JavaScript SDK and an example page that uses it.
+	r.With(subscriberCORS).Handle("/sdk/*", http.StripPrefix("/sdk/", http.FileServerFS(jssdk.Dist)))
+	r.Get("/examples/dashboard", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, examples.Files, "dashboard.html")
+	})
+	r.Handle("/examples/*", http.StripPrefix("/examples/", http.FileServerFS(examples.Files)))
 }
+
+// subscriberCORS lets pages on any origin reach the subscriber routes and
+// the SDK with bearer credentials (no cookies).
+var subscriberCORS = cors.Handler(cors.Options{
+	AllowedOrigins: []string{"*"},
+	AllowedMethods: []string{http.MethodGet, http.MethodPost},
+	AllowedHeaders: []string{"Authorization", "Content-Type", "Last-Event-ID"},
+	ExposedHeaders: []string{"Retry-After", "X-Request-Id"},
+	MaxAge:         600,
+})
 
 // handleOpenAPI serves GET /openapi.yaml: the API description in docs/openapi.yaml.
 func handleOpenAPI(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,147 @@
+/*! @hybridrt/client 0.1.0 | MIT */
+
+// src/react.ts
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
+import { createHybridRealtime } from "./hybrid-realtime.js";
+function useHybridRealtime(options) {
+  const latest = useRef(options);
+  latest.current = options;
+  const clientRef = useRef(null);
+  const [state, setState] = useState(() => ({
+    isConnected: false,
+    activeMethod: null,
+    lastEvent: null,
+    error: null,
+    cursor: options.cursor ?? null,
+    role: "solo"
+  }));
+  const key = connectionKey(options);
+  useEffect(() => {
+    const o = latest.current;
+    const eventHandlers = {};
+    for (const type of Object.keys(o.eventHandlers ?? {})) {
+      eventHandlers[type] = (e) => latest.current.eventHandlers?.[type]?.(e);
+    }
+    const client = createHybridRealtime({
+      ...o,
+      getToken: () => latest.current.getToken(),
+      eventHandlers,
+      onStateChange: void 0
+    });
+    clientRef.current = client;
+    setState(client.state);
+    const stop = client.subscribe((s) => {
+      setState(s);
+      latest.current.onStateChange?.(s);
+    });
+    return () => {
+      stop();
+      client.close();
+      if (clientRef.current === client) clientRef.current = null;
+    };
+  }, [key]);
+  const reconnect = useCallback(() => clientRef.current?.reconnect(), []);
+  return useMemo(() => ({
+    isConnected: state.isConnected,
+    connectionMethod: state.activeMethod,
+    lastEvent: state.lastEvent,
+    error: state.error,
+    reconnect
+  }), [state, reconnect]);
+}
+function connectionKey(o) {
+  return JSON.stringify([
+    o.url,
+    o.channels,
+    o.transports ?? null,
+    Object.keys(o.eventHandlers ?? {}).sort(),
+    o.eventTypes ?? null,
+    o.shareAcrossTabs ?? null,
+    o.sseOpenTimeoutMs ?? null,
+    o.sseFailuresBeforePolling ?? null,
+    o.sseRetryIntervalMs ?? null,
+    o.pollTimeoutS ?? null,
+    o.backoff ?? null
+  ]);
+}
+var DashboardContext = createContext(null);
+var DASHBOARD_CHANNELS = ["dashboard"];
+function HybridDashboardProvider(props) {
+  const { children, fetchDashboardData, channels, eventHandlers, ...rest } = props;
+  const [dashboardData, setDashboardData] = useState(null);
+  const [isLoading, setLoading] = useState(Boolean(fetchDashboardData));
+  const [fetchError, setFetchError] = useState(null);
+  const fetchRef = useRef(fetchDashboardData);
+  fetchRef.current = fetchDashboardData;
+  const handlersRef = useRef(eventHandlers);
+  handlersRef.current = eventHandlers;
+  const seq = useRef(0);
+  const mounted = useRef(false);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
+  const refreshDashboardData = useCallback(async () => {
+    const load = fetchRef.current;
+    if (!load) return;
+    const mine = ++seq.current;
+    setLoading(true);
+    try {
+      const data = await load();
+      if (mounted.current && mine === seq.current) {
+        setDashboardData(data);
+        setFetchError(null);
+      }
+    } catch (err) {
+      if (mounted.current && mine === seq.current) setFetchError(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      if (mounted.current && mine === seq.current) setLoading(false);
+    }
+  }, []);
+  useEffect(() => {
+    void refreshDashboardData();
+  }, [refreshDashboardData]);
+  const handlers = {};
+  for (const type of Object.keys(eventHandlers ?? {})) handlers[type] = (e) => handlersRef.current?.[type]?.(e);
+  handlers.dashboard_update = (e) => {
+    handlersRef.current?.dashboard_update?.(e);
+    if (fetchRef.current) {
+      void refreshDashboardData();
+      return;
+    }
+    const update = e.data;
+    if (update && update.data !== void 0) setDashboardData((prev) => merge(prev, update.data));
+  };
+  handlers.resync = (e) => {
+    handlersRef.current?.resync?.(e);
+    void refreshDashboardData();
+  };
+  const rt = useHybridRealtime({ ...rest, channels: channels ?? DASHBOARD_CHANNELS, eventHandlers: handlers });
+  const value = useMemo(() => ({
+    dashboardData,
+    isLoading,
+    isConnected: rt.isConnected,
+    connectionMethod: rt.connectionMethod,
+    refreshDashboardData,
+    error: fetchError ?? rt.error
+  }), [dashboardData, isLoading, rt.isConnected, rt.connectionMethod, rt.error, fetchError, refreshDashboardData]);
+  return createElement(DashboardContext.Provider, { value }, children);
+}
+function useHybridDashboard() {
+  const v = useContext(DashboardContext);
+  if (!v) throw new Error("useHybridDashboard must be used inside <HybridDashboardProvider>");
+  return v;
+}
+function merge(prev, next) {
+  return isPlainObject(prev) && isPlainObject(next) ? { ...prev, ...next } : next;
+}
+function isPlainObject(v) {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+export {
+  HybridDashboardProvider,
+  useHybridDashboard,
+  useHybridRealtime
+};

@@ -1,0 +1,10 @@
+// @hybridrt/client: the browser client of hybridrt.
+
+export { createHybridRealtime, DEFAULTS } from './client.js';
+export { HybridError } from './errors.js';
+export { compareIds } from './ids.js';
+export type {
+  BroadcastChannelFactory, BroadcastChannelLike, Clock, EventHandler, EventSourceFactory, EventSourceLike,
+  EventTargetLike, FetchLike, HybridClient, HybridEvent, HybridRealtimeOptions, HybridState, LockManagerLike,
+  MessageLike, Role, Transport, WindowLike,
+} from './types.js';
