@@ -46,7 +46,6 @@ func allowedMethods(r *chi.Mux, path string) []string {
 
 // addRoutes lists every route the service serves.
 func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
-	tenants := tenant.NewStore(s.pool)
 	signup := auth.SignupPolicy{Open: cfg.SignupOpen, OperatorToken: cfg.OperatorToken}
 	apiKey := auth.RequireAPIKey(log, s.keys)
 	limit := auth.RateLimit(cfg.PublishRate)
@@ -59,9 +58,15 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/tenants", auth.HandleSignup(log, s.pool, s.signing, signup))
 
+		r.Route("/operator", func(r chi.Router) {
+			r.Use(auth.RequireOperator(cfg.OperatorToken))
+			r.Get("/tenants/{id}/quotas", tenant.HandleGetQuotas(log, s.tenants))
+			r.Put("/tenants/{id}/quotas", tenant.HandlePutQuotas(log, s.tenants, s.quotas))
+		})
+
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
-			r.Get("/tenant", tenant.HandleGet(log, tenants))
+			r.Get("/tenant", tenant.HandleGet(log, s.tenants))
 
 			r.Post("/keys", auth.HandleCreateKey(log, s.keys))
 			r.Get("/keys", auth.HandleListKeys(log, s.keys))
@@ -72,9 +77,9 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Delete("/signing-keys/{kid}", auth.HandleRevokeSigningKey(log, s.signing))
 			r.Post("/tokens", auth.HandleMintToken(log, s.signing))
 
-			r.With(limit).Post("/events", realtime.HandlePublish(log, s.pub, cfg.Publish))
-			r.With(limit).Post("/notifications", realtime.HandleNotify(log, s.pub, cfg.Publish))
-			r.With(limit).Post("/dashboard", realtime.HandleDashboard(log, s.pub, cfg.Publish))
+			r.With(limit).Post("/events", realtime.HandlePublish(log, s.pub, s.limits))
+			r.With(limit).Post("/notifications", realtime.HandleNotify(log, s.pub, s.limits))
+			r.With(limit).Post("/dashboard", realtime.HandleDashboard(log, s.pub, s.limits))
 			r.Get("/events", realtime.HandleHistory(log, s.store))
 			r.Get("/head", realtime.HandleHead(log, s.store))
 			r.Get("/connections", realtime.HandleConnections(log, s.registry))
@@ -84,7 +89,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	console := &admin.Console{
 		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Tickets: s.tickets,
 		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
-		PublishConfig: cfg.Publish, Signup: signup, PublicURL: cfg.PublicURL,
+		Limits: s.limits, Signup: signup, PublicURL: cfg.PublicURL,
 	}
 	r.Route("/console", func(r chi.Router) {
 		r.Use(admin.Headers, admin.CrossOrigin)
@@ -120,7 +125,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	})
 
 	r.Route("/api/realtime", func(r chi.Router) {
-		r.With(console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, cfg.Publish))
+		r.With(console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
 
 		// Subscribers' pages live on the tenant's own origin: allow any origin.
 		// Safe, as these routes take bearer tokens and tickets, never cookies.
@@ -129,8 +134,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
 			r.With(jwtOnly).Post("/tickets", auth.HandleTicket(log, s.tickets))
 			r.With(jwtOnly).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
-			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, cfg.Stream))
-			r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, cfg.Stream))
+			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
+			r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
 			// Preflight requests (for the Authorization header) end in the CORS
 			// middleware; these routes only give them something to match.
 			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })

@@ -11,6 +11,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
 // services are the long-lived parts of one instance, shared by its handlers.
@@ -25,6 +26,9 @@ type services struct {
 	pub      *realtime.Publisher
 	registry *realtime.Registry
 	sessions *admin.Sessions
+	tenants  *tenant.Store
+	quotas   *tenant.QuotaCache
+	limits   *realtime.Limits
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
@@ -34,6 +38,8 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	}
 	signing := auth.NewSigningKeys(pool, sealer)
 	store := realtime.NewStore(pool)
+	tenants := tenant.NewStore(pool)
+	quotas := tenant.NewQuotaCache(tenants)
 	return &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),
@@ -43,8 +49,11 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 		store:    store,
 		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
 		pub:      realtime.NewPublisher(pool),
-		registry: realtime.NewRegistry(pool, cfg.MaxConnectionsByTenant),
+		registry: realtime.NewRegistry(pool),
 		sessions: admin.NewSessions(pool),
+		tenants:  tenants,
+		quotas:   quotas,
+		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas),
 	}, nil
 }
 

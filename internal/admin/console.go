@@ -33,19 +33,19 @@ import (
 
 // Console holds what the console's handlers use.
 type Console struct {
-	Log           *slog.Logger
-	Pool          *pgxpool.Pool
-	Sessions      *Sessions
-	Keys          *auth.Keys
-	Signing       *auth.SigningKeys
-	Tickets       *auth.Tickets
-	Store         *realtime.Store
-	Hub           *realtime.Hub
-	Publisher     *realtime.Publisher
-	Registry      *realtime.Registry
-	PublishConfig realtime.PublishConfig
-	Signup        auth.SignupPolicy
-	PublicURL     string
+	Log       *slog.Logger
+	Pool      *pgxpool.Pool
+	Sessions  *Sessions
+	Keys      *auth.Keys
+	Signing   *auth.SigningKeys
+	Tickets   *auth.Tickets
+	Store     *realtime.Store
+	Hub       *realtime.Hub
+	Publisher *realtime.Publisher
+	Registry  *realtime.Registry
+	Limits    *realtime.Limits
+	Signup    auth.SignupPolicy
+	PublicURL string
 
 	logins loginLimiter
 }

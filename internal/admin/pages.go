@@ -198,7 +198,12 @@ func (c *Console) HandleFire(w http.ResponseWriter, r *http.Request) {
 	if strings.TrimSpace(data) == "" {
 		data = "null"
 	}
-	d, errs := c.PublishConfig.CheckEvent(f.Get("channel"), f.Get("type"), []byte(data))
+	cfg, err := c.Limits.PublishConfigFor(r.Context(), tenant.FromContext(r.Context()))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	d, errs := cfg.CheckEvent(f.Get("channel"), f.Get("type"), []byte(data))
 	p := c.page(r, "Events", "events")
 	if errs != nil {
 		f.Errors = errs

@@ -85,6 +85,30 @@ func operatorOK(r *http.Request, operatorToken string) (bool, *web.Problem) {
 	return OperatorTokenOK(token, operatorToken), nil
 }
 
+// RequireOperator admits requests that carry the operator token as bearer.
+// With no operator token configured, the operator API is off (404).
+func RequireOperator(operatorToken string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if operatorToken == "" {
+				web.Error(w, http.StatusNotFound, "operator_api_off", "the operator API is off: start the server with OPERATOR_TOKEN set")
+				return
+			}
+			ok, p := operatorOK(r, operatorToken)
+			if p != nil {
+				p.Write(w)
+				return
+			}
+			if !ok {
+				web.NewProblem(http.StatusUnauthorized, "invalid_operator_token", "the operator token is not valid").
+					WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`).Write(w)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // OperatorTokenOK reports whether token is the operator token. Both sides are
 // hashed first so the comparison takes the same time whatever their lengths.
 func OperatorTokenOK(token, operatorToken string) bool {

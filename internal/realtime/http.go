@@ -66,6 +66,7 @@ func (c PublishConfig) drafts(inputs []eventInput) ([]Draft, error) {
 		}
 		data, err := compactData(in.Data, c.MaxEventBytes)
 		if errors.Is(err, ErrTooLarge) {
+			countRejection("event_too_large")
 			return nil, web.NewProblem(http.StatusRequestEntityTooLarge, "event_too_large", where+err.Error())
 		}
 		if err != nil {
@@ -77,6 +78,7 @@ func (c PublishConfig) drafts(inputs []eventInput) ([]Draft, error) {
 			}
 			out = append(out, Draft{Channel: ch, Type: in.Type, Data: data})
 			if len(out) > c.MaxBatch {
+				countRejection("batch_too_large")
 				return nil, web.NewProblem(http.StatusRequestEntityTooLarge, "batch_too_large",
 					fmt.Sprintf("a request may publish at most %d events (counting one per channel)", c.MaxBatch))
 			}
@@ -164,12 +166,17 @@ func publish(w http.ResponseWriter, r *http.Request, log *slog.Logger, pub *Publ
 
 // HandlePublish serves POST /v1/events: one event, one event on several
 // channels, or {"events":[…]}, all or nothing.
-func HandlePublish(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.HandlerFunc {
+func HandlePublish(log *slog.Logger, pub *Publisher, limits *Limits) http.HandlerFunc {
 	type request struct {
 		eventInput
 		Events []eventInput `json:"events,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		cfg, err := limits.publishLimits(r)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
 		req, err := web.Decode[request](w, r, cfg.bodyLimit())
 		if err != nil {
 			web.Fail(w, r, log, err)
@@ -197,7 +204,7 @@ func HandlePublish(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.Han
 
 // HandleNotify serves POST /v1/notifications: one "notification" event on
 // user:<id> for each user id, as the seed's emitNotification did.
-func HandleNotify(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.HandlerFunc {
+func HandleNotify(log *slog.Logger, pub *Publisher, limits *Limits) http.HandlerFunc {
 	type request struct {
 		Title   string          `json:"title"`
 		Message string          `json:"message"`
@@ -205,6 +212,11 @@ func HandleNotify(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.Hand
 		Data    json.RawMessage `json:"data,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		cfg, err := limits.publishLimits(r)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
 		req, err := web.Decode[request](w, r, int64(cfg.MaxEventBytes)+64<<10)
 		if err != nil {
 			web.Fail(w, r, log, err)
@@ -246,12 +258,17 @@ func HandleNotify(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.Hand
 
 // HandleDashboard serves POST /v1/dashboard: one "dashboard_update" event on
 // channel dashboard, as the seed's emitDashboardUpdate did.
-func HandleDashboard(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.HandlerFunc {
+func HandleDashboard(log *slog.Logger, pub *Publisher, limits *Limits) http.HandlerFunc {
 	type request struct {
 		Type string          `json:"type"`
 		Data json.RawMessage `json:"data,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		cfg, err := limits.publishLimits(r)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
 		req, err := web.Decode[request](w, r, int64(cfg.MaxEventBytes)+4<<10)
 		if err != nil {
 			web.Fail(w, r, log, err)
@@ -285,11 +302,15 @@ func HandleDashboard(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.H
 // HandleTest serves POST /api/realtime/test: a test event, by default of type
 // "test" on channel broadcast, as the seed's test endpoint did. The body may
 // be empty.
-func HandleTest(log *slog.Logger, pub *Publisher, cfg PublishConfig) http.HandlerFunc {
+func HandleTest(log *slog.Logger, pub *Publisher, limits *Limits) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		cfg, err := limits.publishLimits(r)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
 		in := eventInput{}
 		if r.ContentLength != 0 {
-			var err error
 			in, err = web.Decode[eventInput](w, r, int64(cfg.MaxEventBytes)+4<<10)
 			if err != nil {
 				web.Fail(w, r, log, err)

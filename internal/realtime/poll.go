@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
@@ -16,7 +17,7 @@ const MaxPollTimeout = 30 * time.Second
 // the requested channels, at once if there are any, else as soon as one
 // arrives, else an empty answer after timeout seconds (default 25, at most
 // 30). The returned cursor is an event id, interchangeable with SSE ids.
-func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, cfg StreamConfig) http.HandlerFunc {
+func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.HandlerFunc {
 	type response struct {
 		Events []*Event `json:"events"`
 		Cursor string   `json:"cursor"`
@@ -33,13 +34,18 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, cfg StreamConfig) htt
 			}
 			timeout = min(time.Duration(secs)*time.Second, MaxPollTimeout) // longer asks are clamped
 		}
-		s, err := parseSubscription(ctx, r, hub.store, cfg, "cursor", "lastEventId")
+		lim, err := limits.of(ctx, auth.SubscriberFrom(ctx).TenantID)
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		s, err := parseSubscription(ctx, r, hub.store, lim.stream, "cursor", "lastEventId")
 		if err != nil {
 			web.Fail(w, r, log, err)
 			return
 		}
 		conn := newConn(r, s, "polling")
-		if err := reg.Add(conn, s.sub.Expires); err != nil {
+		if err := reg.Add(conn, s.sub.Expires, lim.maxConnections); err != nil {
 			web.Fail(w, r, log, subscribeError(err))
 			return
 		}

@@ -58,9 +58,8 @@ func (c *Conn) Expires() time.Time { return time.Unix(0, c.expires.Load()) }
 // connections table, with a heartbeat, so every instance can list every
 // tenant's connections and a dead instance's vanish on their own.
 type Registry struct {
-	pool        *pgxpool.Pool
-	instanceID  string
-	maxByTenant int
+	pool       *pgxpool.Pool
+	instanceID string
 
 	mu       sync.Mutex
 	live     map[string]*Conn
@@ -69,20 +68,18 @@ type Registry struct {
 	removed  map[string]bool  // not yet deleted
 }
 
-// NewRegistry returns a registry for this instance, limiting each tenant to
-// maxByTenant connections on it.
-func NewRegistry(pool *pgxpool.Pool, maxByTenant int) *Registry {
+// NewRegistry returns a registry for this instance.
+func NewRegistry(pool *pgxpool.Pool) *Registry {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return &Registry{
-		pool:        pool,
-		instanceID:  fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:])),
-		maxByTenant: maxByTenant,
-		live:        map[string]*Conn{},
-		byTenant:    map[tenant.ID]int{},
-		added:       map[string]*Conn{},
-		removed:     map[string]bool{},
+		pool:       pool,
+		instanceID: fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:])),
+		live:       map[string]*Conn{},
+		byTenant:   map[tenant.ID]int{},
+		added:      map[string]*Conn{},
+		removed:    map[string]bool{},
 	}
 }
 
@@ -96,13 +93,14 @@ func NewConnID() string {
 	return "c_" + hex.EncodeToString(b[:])
 }
 
-// Add registers c, or refuses it with ErrTooManyConnections.
-func (g *Registry) Add(c *Conn, expires time.Time) error {
+// Add registers c, or refuses it with ErrTooManyConnections when its tenant
+// already has max connections on this instance.
+func (g *Registry) Add(c *Conn, expires time.Time, max int) error {
 	c.Instance = g.instanceID
 	c.expires.Store(expires.UnixNano())
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.byTenant[c.TenantID] >= g.maxByTenant {
+	if g.byTenant[c.TenantID] >= max {
 		return ErrTooManyConnections
 	}
 	g.byTenant[c.TenantID]++

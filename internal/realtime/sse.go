@@ -19,9 +19,15 @@ const readBatch = 500
 // HandleSSE serves GET /api/realtime/sse: the tenant's events on the
 // requested channels as a text/event-stream, replayed from the cursor
 // (Last-Event-ID, or lastEventId= on a first connect) and then live.
-func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifier, cfg StreamConfig) http.HandlerFunc {
+func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifier, limits *Limits) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		lim, err := limits.of(ctx, auth.SubscriberFrom(ctx).TenantID)
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		cfg := lim.stream
 		s, err := parseSubscription(ctx, r, hub.store, cfg, "lastEventId")
 		if err != nil {
 			web.Fail(w, r, log, err)
@@ -29,7 +35,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		}
 		rc := http.NewResponseController(w)
 		conn := newConn(r, s, "sse")
-		if err := reg.Add(conn, s.sub.Expires); err != nil {
+		if err := reg.Add(conn, s.sub.Expires, lim.maxConnections); err != nil {
 			web.Fail(w, r, log, subscribeError(err))
 			return
 		}

@@ -134,18 +134,21 @@ func (s *Store) History(ctx context.Context, tenantID tenant.ID, channel string,
 	return Page{Events: evs, Cursor: fmt.Sprint(next)}, nil
 }
 
-// Prune deletes events older than retention, at most batch rows per
-// statement, and records the highest id deleted per tenant. It returns how
-// many rows it deleted.
+// Prune deletes events older than their tenant's retention (its quota, else
+// retention), at most batch rows per statement, and records the highest id
+// deleted per tenant. It returns how many rows it deleted.
 func (s *Store) Prune(ctx context.Context, retention time.Duration, batch int) (int64, error) {
 	var total int64
 	for {
 		var n int64
 		err := s.pool.QueryRow(ctx, `
 			WITH doomed AS (
-				SELECT tenant_id, id FROM events
-				 WHERE created_at < now() - make_interval(secs => $1)
-				 ORDER BY created_at LIMIT $2
+				-- A tenant's retention quota, when the operator set one, wins
+				-- over the server's default; Go's duration strings ("36h0m0s")
+				-- are valid PostgreSQL intervals.
+				SELECT e.tenant_id, e.id FROM events e JOIN tenants t ON t.id = e.tenant_id
+				 WHERE e.created_at < now() - coalesce((t.settings->'quotas'->>'retention')::interval, make_interval(secs => $1))
+				 ORDER BY e.created_at LIMIT $2
 			), deleted AS (
 				DELETE FROM events e USING doomed d
 				 WHERE e.tenant_id = d.tenant_id AND e.id = d.id

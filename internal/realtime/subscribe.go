@@ -52,6 +52,7 @@ func parseSubscription(ctx context.Context, r *http.Request, store *Store, cfg S
 			}
 			seen[name] = true
 			if len(seen) > cfg.MaxChannels {
+				countRejection("too_many_channels")
 				return s, web.NewProblem(http.StatusBadRequest, "too_many_channels",
 					fmt.Sprintf("a subscription may name at most %d channels", cfg.MaxChannels))
 			}
@@ -102,6 +103,7 @@ func parseSubscription(ctx context.Context, r *http.Request, store *Store, cfg S
 // subscribeError maps registry errors to problems.
 func subscribeError(err error) error {
 	if errors.Is(err, ErrTooManyConnections) {
+		countRejection("too_many_connections")
 		return web.NewProblem(http.StatusTooManyRequests, "too_many_connections",
 			"this tenant has reached its connection limit on this instance; retry later").WithHeader("Retry-After", "5")
 	}

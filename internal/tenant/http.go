@@ -1,8 +1,12 @@
 package tenant
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -16,5 +20,64 @@ func HandleGet(log *slog.Logger, store *Store) http.HandlerFunc {
 			return
 		}
 		web.Encode(w, http.StatusOK, t)
+	}
+}
+
+func idParam(r *http.Request) (ID, bool) {
+	n, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	return ID(n), err == nil
+}
+
+// HandleGetQuotas serves GET /v1/operator/tenants/{id}/quotas.
+func HandleGetQuotas(log *slog.Logger, store *Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := idParam(r)
+		if !ok {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		q, err := store.Quotas(r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		web.Encode(w, http.StatusOK, q)
+	}
+}
+
+// HandlePutQuotas serves PUT /v1/operator/tenants/{id}/quotas: the tenant's
+// quotas, replaced whole; a field left out means the server's default. Every
+// instance applies them within QuotaCacheTTL.
+func HandlePutQuotas(log *slog.Logger, store *Store, cache *QuotaCache) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := idParam(r)
+		if !ok {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		q, err := web.Decode[Quotas](w, r, 4<<10)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		if err := q.Validate(); err != nil {
+			web.Error(w, http.StatusBadRequest, "invalid_quotas", err.Error())
+			return
+		}
+		err = store.SetQuotas(r.Context(), id, q)
+		if errors.Is(err, ErrNotFound) {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		cache.Forget(id)
+		web.Encode(w, http.StatusOK, q)
 	}
 }
