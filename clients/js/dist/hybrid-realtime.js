@@ -105,7 +105,8 @@ var HEARTBEAT_SILENCE_FACTOR = 2.5;
 var POLL_GRACE_MS = 1e4;
 var POLL_MIN_HOLD_MS = 1e3;
 var TOKEN_EXPIRY_MARGIN_MS = 5e3;
-var MIN_RENEW_DELAY_MS = 5e3;
+var MIN_RENEW_DELAY_MS = 1e3;
+var RECONNECT_GRACE_MS = 5e3;
 var DEFAULT_HEARTBEAT_S = 15;
 var CLOSED = 2;
 var SYSTEM_TYPES = /* @__PURE__ */ new Set(["ready", "resync", "token_expired", "ping", "*"]);
@@ -308,9 +309,9 @@ var Machine = class {
   channelParam() {
     return this.cfg.channels.map(encodeURIComponent).join(",");
   }
-  armOpenTimer(s) {
+  armOpenTimer(s, graceMs = 0) {
     this.cfg.clock.clearTimeout(s.openTimer);
-    s.openTimer = this.cfg.clock.setTimeout(() => this.onOpenTimeout(s), this.cfg.sseOpenTimeoutMs);
+    s.openTimer = this.cfg.clock.setTimeout(() => this.onOpenTimeout(s), this.cfg.sseOpenTimeoutMs + graceMs);
   }
   armWatchdog(s) {
     this.cfg.clock.clearTimeout(s.watchdog);
@@ -402,7 +403,7 @@ var Machine = class {
         this.closeStream(s);
         this.scheduleRetry();
       } else {
-        this.armOpenTimer(s);
+        this.armOpenTimer(s, RECONNECT_GRACE_MS);
         this.changed();
       }
       return;
@@ -421,7 +422,7 @@ var Machine = class {
       this.closeStream(s);
       this.scheduleRetry();
     } else {
-      this.armOpenTimer(s);
+      this.armOpenTimer(s, RECONNECT_GRACE_MS);
       this.changed();
     }
   }

@@ -9,8 +9,15 @@ export declare const POLL_GRACE_MS = 10000;
 export declare const POLL_MIN_HOLD_MS = 1000;
 /** A token this close to its expiry is not used for a new request. */
 export declare const TOKEN_EXPIRY_MARGIN_MS = 5000;
-/** Renewals are never closer together than this. */
-export declare const MIN_RENEW_DELAY_MS = 5000;
+/** Renewals are never closer together than this (a floor against renewal storms). */
+export declare const MIN_RENEW_DELAY_MS = 1000;
+/**
+ * After an SSE stream breaks, the browser waits the server's `retry:` before it
+ * reconnects: 2 s, or up to 5 s when an instance shuts down. The `ready`
+ * deadline of that reconnect starts after this grace, so a plain drop is not
+ * mistaken for a buffering proxy.
+ */
+export declare const RECONNECT_GRACE_MS = 5000;
 /** Default heartbeat when `ready` names none, in seconds. */
 export declare const DEFAULT_HEARTBEAT_S = 15;
 /** Settings of a Machine, every default filled in. */

@@ -43,8 +43,15 @@ export const POLL_GRACE_MS = 10_000;
 export const POLL_MIN_HOLD_MS = 1_000;
 /** A token this close to its expiry is not used for a new request. */
 export const TOKEN_EXPIRY_MARGIN_MS = 5_000;
-/** Renewals are never closer together than this. */
-export const MIN_RENEW_DELAY_MS = 5_000;
+/** Renewals are never closer together than this (a floor against renewal storms). */
+export const MIN_RENEW_DELAY_MS = 1_000;
+/**
+ * After an SSE stream breaks, the browser waits the server's `retry:` before it
+ * reconnects: 2 s, or up to 5 s when an instance shuts down. The `ready`
+ * deadline of that reconnect starts after this grace, so a plain drop is not
+ * mistaken for a buffering proxy.
+ */
+export const RECONNECT_GRACE_MS = 5_000;
 /** Default heartbeat when `ready` names none, in seconds. */
 export const DEFAULT_HEARTBEAT_S = 15;
 
@@ -320,9 +327,9 @@ export class Machine {
     return this.cfg.channels.map(encodeURIComponent).join(',');
   }
 
-  private armOpenTimer(s: Stream): void {
+  private armOpenTimer(s: Stream, graceMs = 0): void {
     this.cfg.clock.clearTimeout(s.openTimer);
-    s.openTimer = this.cfg.clock.setTimeout(() => this.onOpenTimeout(s), this.cfg.sseOpenTimeoutMs);
+    s.openTimer = this.cfg.clock.setTimeout(() => this.onOpenTimeout(s), this.cfg.sseOpenTimeoutMs + graceMs);
   }
 
   private armWatchdog(s: Stream): void {
@@ -434,7 +441,7 @@ export class Machine {
         this.closeStream(s);
         this.scheduleRetry();
       } else {
-        this.armOpenTimer(s);
+        this.armOpenTimer(s, RECONNECT_GRACE_MS); // the browser reconnects after retry:
         this.changed();
       }
       return;
@@ -453,7 +460,7 @@ export class Machine {
       this.closeStream(s);
       this.scheduleRetry();
     } else {
-      this.armOpenTimer(s);
+      this.armOpenTimer(s, RECONNECT_GRACE_MS); // the browser reconnects after retry:
       this.changed();
     }
   }

@@ -285,7 +285,7 @@ describe('heartbeats', () => {
     assert.equal(client.isConnected, true);
     assert.equal(es.made.length, 1);
     es.last.fail(false);
-    await clock.tick(10_000); // never ready again: buffered
+    await clock.tick(15_000); // never ready again, beyond the open timeout and the reconnect grace: buffered
     assert.equal(client.activeMethod, 'polling');
     assert.equal(server.lastPoll.req.query.get('cursor'), '7');
     client.close();
