@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hybridrt/hybridrt/internal/faultproxy"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/migrations"
 )
@@ -299,4 +300,83 @@ func grepNonRequest(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestListenerBlackholed (TESTPLAN F4): the network path of the LISTEN
+// connection silently drops everything. The listener's self-probe notices
+// within the heartbeat interval plus 5 s, reconnects when the path heals,
+// catches up, and every acknowledged event reaches the subscriber.
+func TestListenerBlackholed(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	c := pool.Config().ConnConfig
+	proxy, err := faultproxy.StartPostgres(fmt.Sprintf("%s:%d", c.Host, c.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	cfg := testConfig()
+	cfg.Stream.Heartbeat = time.Second // also the listener's probe interval
+	// Only the listener goes through the proxy; the pool stays direct.
+	cfg.DatabaseURL = fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", c.User, proxy.Addr(), c.Database)
+	in := newInstance(t, pool, cfg)
+	acme := in.signup("Acme")
+	p := in.publisher(acme)
+	tok := p.token("u", []string{"load"}, 600)
+	f := in.follow(acme.Tenant.ID, "u", []string{"load"}, tok, p.head())
+	defer f.close()
+
+	stop := make(chan struct{})
+	wait := publishLoad(in, acme.APIKey, 2, stop)
+	time.Sleep(300 * time.Millisecond)
+	proxy.Pause()
+	paused := time.Now()
+	for in.svc.hub.Listening() {
+		if time.Since(paused) > cfg.Stream.Heartbeat+5*time.Second+3*time.Second {
+			t.Fatalf("the listener did not notice a blackholed connection within %v", time.Since(paused))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("blackholed LISTEN connection noticed after %v", time.Since(paused).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	proxy.Resume()
+	close(stop)
+	acked := wait()
+	f.await(t, "subscriber", acked, 30*time.Second)
+	if !in.svc.hub.Listening() {
+		t.Errorf("the listener is not back after the path healed")
+	}
+}
+
+// TestListenerProbeFailsWithoutNotifications (TESTPLAN F10): a LISTEN
+// connection that receives no notifications (as behind a pooler in
+// transaction mode) keeps the instance unready, with an error that says why.
+func TestListenerProbeFailsWithoutNotifications(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	c := pool.Config().ConnConfig
+	proxy, err := faultproxy.StartPostgres(fmt.Sprintf("%s:%d", c.Host, c.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	cfg := testConfig()
+	cfg.DatabaseURL = fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", c.User, proxy.Addr(), c.Database)
+	proxy.DropNotifications(true)
+	in := startInstance(t, pool, cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(in.logs.String(), "pooler in transaction mode") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no self-probe error within 15 s:\n%s", in.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if in.svc.hub.Listening() {
+		t.Errorf("the listener counts as live although notifications never arrive")
+	}
+	if res := in.do("GET", "/readyz", "", ""); res.status != 503 || !strings.Contains(string(res.body), "LISTEN") {
+		t.Errorf("GET /readyz = %d %s, want 503 naming the LISTEN connection", res.status, res.body)
+	}
+	proxy.DropNotifications(false)
+	in.waitReady()
 }

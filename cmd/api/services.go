@@ -61,6 +61,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 // group-commit publisher, the connection registry, the key-usage writer and
 // the retention pruner.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
+	s.hub.ProbeEvery = cfg.Stream.Heartbeat
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
 	g.Go(func() error { return s.pub.Run(ctx) })
 	g.Go(func() error { return s.registry.Run(ctx, log) })

@@ -25,6 +25,11 @@ type Hub struct {
 	store    *Store
 	ringSize int
 
+	// ProbeEvery is how long the listener may go without a notification
+	// before it sends itself one, to prove its connection still carries them:
+	// a silently dead connection is noticed within ProbeEvery + 5 s.
+	ProbeEvery time.Duration
+
 	mu      sync.Mutex
 	rooms   map[tenant.ID]*room
 	pending []*room // rooms the listener has not yet positioned
@@ -70,7 +75,7 @@ func NewHub(store *Store, ringSize int) *Hub {
 	if ringSize <= 0 {
 		ringSize = DefaultRingSize
 	}
-	return &Hub{store: store, ringSize: ringSize, rooms: map[tenant.ID]*room{}, done: make(chan struct{})}
+	return &Hub{store: store, ringSize: ringSize, ProbeEvery: 15 * time.Second, rooms: map[tenant.ID]*room{}, done: make(chan struct{})}
 }
 
 // Done is closed when the hub shuts down; streams end on it.

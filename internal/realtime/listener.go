@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,10 +23,14 @@ import (
 // operator (or a fault test) can find it in pg_stat_activity.
 const ListenerAppName = "hybridrt-listener"
 
-// healthInterval is how long the listener waits for a notification before it
-// pings its connection: a connection that died silently is found within
-// healthInterval plus the ping's own 5 s deadline.
-var healthInterval = 15 * time.Second
+// probeTimeout is how long a self-probe notification may take to come back.
+const probeTimeout = 5 * time.Second
+
+// errNoNotifications is a LISTEN connection that does not receive what is
+// notified: typically a pooler in transaction mode between us and PostgreSQL.
+var errNoNotifications = errors.New("realtime: LISTEN receives no notifications on this connection: " +
+	"if DATABASE_URL points at a pooler in transaction mode (such as pgbouncer), point it at PostgreSQL " +
+	"or at a session-mode pool; LISTEN needs a session of its own")
 
 // Listen holds one dedicated connection in LISTEN and feeds the hub until ctx
 // ends. It reconnects with jittered backoff from 100 ms to 30 s; after every
@@ -77,6 +83,11 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
+	// Prove that notifications reach this connection before relying on it.
+	if err := h.probe(ctx, conn); err != nil {
+		log.Error("realtime: the listener's self-probe failed; live delivery is paused", "err", err)
+		return err
+	}
 
 	// Catch up: every event committed up to now is in the store; every one
 	// committed from now on will be notified.
@@ -102,7 +113,7 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 				return nil
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, healthInterval)
+		wctx, cancel := context.WithTimeout(ctx, h.ProbeEvery)
 		h.poke.Store(&cancel)
 		if h.hasPending() { // a room created just before the poke was armed
 			cancel()
@@ -117,11 +128,10 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 		case err != nil && errors.Is(why, context.Canceled):
 			continue // poked: a new room to position
 		case err != nil && errors.Is(why, context.DeadlineExceeded):
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				log.Warn("realtime: listener connection does not answer", "err", err)
+			// Quiet for ProbeEvery: make sure the connection still carries
+			// notifications (a ping would not notice a path that drops them).
+			if err := h.probe(ctx, conn); err != nil {
+				log.Warn("realtime: listener connection failed its self-probe; reconnecting", "err", err)
 				return nil
 			}
 			continue
@@ -132,6 +142,35 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 		if err := h.handle(ctx, conn, n.Payload); err != nil {
 			log.Warn("realtime: listener failed", "err", err)
 			return nil
+		}
+	}
+}
+
+// probe notifies this connection's own channel and waits, at most
+// probeTimeout, for the notification to come back, handling the events that
+// arrive meanwhile as usual.
+func (h *Hub) probe(ctx context.Context, conn *pgx.Conn) error {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	token := "probe:" + hex.EncodeToString(b[:])
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if _, err := conn.Exec(pctx, `SELECT pg_notify($1, $2)`, notifyChannel, token); err != nil {
+		return fmt.Errorf("realtime: send self-probe: %w", err)
+	}
+	for {
+		n, err := conn.WaitForNotification(pctx)
+		if err != nil {
+			if pctx.Err() != nil && ctx.Err() == nil && conn.PgConn().IsClosed() == false {
+				return errNoNotifications
+			}
+			return err
+		}
+		if n.Payload == token {
+			return nil
+		}
+		if err := h.handle(ctx, conn, n.Payload); err != nil {
+			return err
 		}
 	}
 }
