@@ -174,6 +174,8 @@ func TestListenerKilled(t *testing.T) {
 	wait := publishLoad(b, acme.APIKey, 4, stop)
 	for range 3 {
 		time.Sleep(300 * time.Millisecond)
+		a.waitReady() // both listeners back from the previous round
+		b.waitReady()
 		var killed int
 		err := pool.QueryRow(t.Context(), `
 			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
