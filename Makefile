@@ -1,4 +1,4 @@
-.PHONY: run test
+.PHONY: run test soak
 
 # run starts the service on :8080, with a private PostgreSQL under .data/ unless DATABASE_URL is set.
 run:
@@ -7,3 +7,7 @@ run:
 # test runs static checks and the whole suite against a throwaway PostgreSQL.
 test:
 	@scripts/test.sh
+
+# soak runs the long load, chaos and fuzzing runs that do not fit make test (about 15 minutes).
+soak:
+	@scripts/soak.sh

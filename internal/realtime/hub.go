@@ -147,38 +147,49 @@ func (h *Hub) pokeListener() {
 
 // After returns up to limit events after cursor on the subscription's
 // channels, from the ring when it reaches back far enough, else from the
-// store, and the id up to which it looked: the next cursor, even when no
-// event matched. It never returns an event twice for rising cursors.
+// store and then the ring, and the id up to which it looked: the next
+// cursor, even when no event matched. It never returns an event twice for
+// rising cursors.
 func (s *Subscription) After(ctx context.Context, cursor int64, limit int) ([]*Event, int64, error) {
 	r := s.room
-	r.mu.RLock()
-	if r.ready && cursor >= r.last-int64(r.n) {
-		evs, scanned := r.scan(s, cursor, limit)
-		r.mu.RUnlock()
-		return evs, scanned, nil
-	}
-	ready, floor := r.ready, r.last-int64(r.n)
-	r.mu.RUnlock()
-
-	upTo := floor // events above the ring's floor are the ring's to serve
-	if !ready {
-		pos, err := s.hub.store.Position(ctx, r.tenantID)
-		if err != nil {
-			return nil, cursor, err
+	var out []*Event
+	for {
+		r.mu.RLock()
+		if r.ready && cursor >= r.last-int64(r.n) {
+			evs, scanned := r.scan(s, cursor, limit-len(out))
+			r.mu.RUnlock()
+			return append(out, evs...), scanned, nil
 		}
-		upTo = pos.Head
+		ready, floor := r.ready, r.last-int64(r.n)
+		r.mu.RUnlock()
+
+		upTo := floor // events above the ring's floor are the ring's to serve
+		if !ready {
+			pos, err := s.hub.store.Position(ctx, r.tenantID)
+			if err != nil {
+				return out, cursor, err
+			}
+			upTo = pos.Head
+		}
+		if cursor >= upTo {
+			return out, cursor, nil
+		}
+		evs, err := s.hub.store.readChannels(ctx, r.tenantID, s.list, cursor, upTo, limit-len(out))
+		if err != nil {
+			return out, cursor, err
+		}
+		out = append(out, evs...)
+		if len(out) == limit {
+			return out, evs[len(evs)-1].ID, nil
+		}
+		cursor = upTo
+		if !ready {
+			return out, cursor, nil
+		}
+		// Caught up to the ring's floor: go on with the ring now, rather
+		// than wait for a wake-up. The events already in the ring woke
+		// their subscribers before this one joined, and may be all there is.
 	}
-	if cursor >= upTo {
-		return nil, cursor, nil
-	}
-	evs, err := s.hub.store.readChannels(ctx, r.tenantID, s.list, cursor, upTo, limit)
-	if err != nil {
-		return nil, cursor, err
-	}
-	if len(evs) == limit {
-		return evs, evs[len(evs)-1].ID, nil
-	}
-	return evs, upTo, nil
 }
 
 // scan reads the ring after cursor; r.mu is held for reading.

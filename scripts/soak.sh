@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# soak.sh is `make soak`: the long runs that do not fit `make test`.
+#   1. 10,000 SSE subscribers on one instance at 1 event/s for 60 s, through the
+#      load generator: it fails when any event is missing or repeated;
+#   2. the test suite's process tests at soak size (-tags soak);
+#   3. every fuzz target for FUZZTIME (default 2m).
+# It needs 20,000 open files (ulimit -Hn) and takes about 15 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)"
+
+tmp=$(mktemp -d /tmp/hybridrt-soak.XXXXXX)
+chmod 755 "$tmp"
+api_pid=
+cleanup() {
+	[ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null || true
+	scripts/pg.sh stop "$tmp/pg"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== a PostgreSQL cluster and an instance for the load run"
+url=$(PG_MAX_CONNECTIONS=300 scripts/pg.sh start "$tmp/pg")
+go build -o "$tmp/api" ./cmd/api
+go build -o "$tmp/loadgen" ./cmd/loadgen
+DATABASE_URL=$url SECRET_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n') ADDR=127.0.0.1:18181 \
+	PUBLISH_RATE=1000000 MAX_CONNECTIONS_PER_TENANT=100000 LOG_LEVEL=warn "$tmp/api" 2>"$tmp/api.log" &
+api_pid=$!
+for _ in $(seq 1 100); do curl -sf 127.0.0.1:18181/readyz >/dev/null && break; sleep 0.2; done
+
+echo "== 10,000 subscribers, 1 event/s, 60 s"
+"$tmp/loadgen" -url http://127.0.0.1:18181 -subscribers 10000 -rate 1 -publishers 1 -duration 60s \
+	-pid "$api_pid" -idle-sample
+
+echo "== process tests at soak size"
+PG_DATABASE=postgres PG_MAX_CONNECTIONS=500 TEST_DATABASE_URL=$(PG_DATABASE=postgres scripts/pg.sh start "$tmp/pg") \
+	go test -tags soak -race -count=1 -run 'TestProcess' -timeout 30m ./cmd/api
+
+fuzztime=${FUZZTIME:-2m}
+echo "== fuzzing each target for $fuzztime"
+for target in \
+	./internal/realtime:FuzzSSEEncode ./internal/realtime:FuzzPublishDecode \
+	./internal/channel:FuzzChannelName ./internal/auth:FuzzAPIKeyParse \
+	./internal/ssetest:FuzzParserChunking; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}"
+done
+echo "soak: all passed"
