@@ -28,6 +28,20 @@ go build -o .data/api ./cmd/api
 # Run the service as a child so the cluster can be stopped when it exits.
 .data/api serve &
 api=$!
+
+# Say where to go once it answers.
+addr=${ADDR:-:8080}
+host=${addr%:*}
+case "$host" in "" | 0.0.0.0 | "[::]") host=localhost ;; esac
+url=${PUBLIC_URL:-http://$host:${addr##*:}}
+for _ in $(seq 1 150); do
+	if curl -sf "$url/healthz" >/dev/null 2>&1; then
+		printf '\nhybridrt is up: console at %s/console, API at %s (Ctrl-C stops it)\n\n' "$url" "$url" >&2
+		break
+	fi
+	kill -0 $api 2>/dev/null || break
+	sleep 0.2
+done
 trap 'kill -TERM $api 2>/dev/null || true' INT TERM
 status=0
 wait $api || status=$?

@@ -138,7 +138,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 	}
 	// Shutdown waits for handlers to return; streams return when the hub closes.
 	srv.RegisterOnShutdown(s.hub.Close)
-	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL, "instance", s.registry.InstanceID())
+	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL, "console", cfg.PublicURL+"/console", "instance", s.registry.InstanceID())
 
 	// The background parts outlive the HTTP server by the drain, so in-flight
 	// publishes can still commit: they stop on bgCtx, after Shutdown.
