@@ -96,7 +96,10 @@ func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
 					status = http.StatusOK
 				}
 				level := slog.LevelInfo
-				if status >= 500 {
+				switch {
+				case status == http.StatusServiceUnavailable:
+					level = slog.LevelWarn // not ready, or the database away: logged where it happened
+				case status >= 500:
 					level = slog.LevelError
 				}
 				log.LogAttrs(r.Context(), level, "request",
