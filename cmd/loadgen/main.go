@@ -2,12 +2,17 @@
 // own, opens SSE subscribers on one channel, publishes timestamped events
 // with concurrent publishers, and checks that every subscriber received
 // every acknowledged event exactly once and in order, with the delivery
-// latency. The report is plain text, one "name: value" per line; the exit
-// status is 1 when an event was missing or duplicated, or a subscriber could
-// not connect.
+// latency. With -pid it also checks that the server's goroutines return to
+// their baseline once the subscribers close; with -raw-db it measures, in
+// the same run, how many INSERT + pg_notify transactions PostgreSQL itself
+// commits per second, the ceiling of a publish path that commits each
+// event. The report is plain text, one "name: value" per line; the exit
+// status is 1 when an event was missing or duplicated, a subscriber could
+// not connect, or the server's goroutines stayed above their baseline.
 //
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s
 //	go run ./cmd/loadgen -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $(pgrep -n api) -idle-sample
+//	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s -pid $API_PID -raw-db $DATABASE_URL
 //
 // See docs/benchmarks.md for how the project's figures were taken.
 package main
@@ -28,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 type options struct {
@@ -46,6 +53,7 @@ type options struct {
 	openParallel  int
 	operatorToken string
 	cpuProfile    string
+	rawDB         string
 }
 
 func main() {
@@ -65,6 +73,7 @@ func main() {
 	flag.IntVar(&o.openParallel, "open-concurrency", 200, "subscribers being opened at once")
 	flag.StringVar(&o.operatorToken, "operator-token", os.Getenv("OPERATOR_TOKEN"), "bearer token for sign-up when the server runs with SIGNUP=closed (default $OPERATOR_TOKEN)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file, to check what it costs")
+	flag.StringVar(&o.rawDB, "raw-db", "", "after the run, measure PostgreSQL's own rate of BEGIN; INSERT; SELECT pg_notify; COMMIT transactions in the database at this `DATABASE_URL`, with -publishers clients for -duration, in a scratch table "+rawTable+" that is dropped afterwards; the report compares the publish rate with it")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags]\n\nLoad-tests a hybridrt server over HTTP and SSE; see docs/benchmarks.md.\n\n")
 		flag.PrintDefaults()
@@ -129,7 +138,9 @@ func (r report) line(name, format string, args ...any) {
 }
 
 // run does one measurement and writes its report to out. ok is false when
-// an event was missing or duplicated or a subscriber never connected.
+// an event was missing or duplicated, a subscriber never connected, or (with
+// -pid) the server kept more than goroutineSlack goroutines beyond its
+// baseline once the subscribers had closed.
 func run(o options, out io.Writer) (ok bool, err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -151,6 +162,15 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	}
 	a := &api{base: target.String(), client: d.httpClient(o.publishers)}
 
+	var rawPool *pgxpool.Pool
+	if o.rawDB != "" {
+		// Connect now, so that a wrong URL stops the run before it starts.
+		if rawPool, err = openRaw(ctx, o.rawDB, o.publishers); err != nil {
+			return false, err
+		}
+		defer rawPool.Close()
+	}
+
 	// The token must outlive the whole run: opening, idling, publishing, settling.
 	ttl := max(time.Hour, 2*(o.duration+o.settle+o.idleWait)+time.Duration(o.subscribers)*10*time.Millisecond)
 	ttl = min(ttl, 24*time.Hour)
@@ -161,10 +181,18 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		return false, err
 	}
 
-	var rssBefore, rssAfter int64
+	var rssBefore, rssAfter, goroutinesBefore int64
 	if o.pid != 0 {
 		if rssBefore, _, err = procMemory(o.pid); err != nil {
 			return false, fmt.Errorf("-pid %d: %w", o.pid, err)
+		}
+		// The sign-up's kept-alive connection would count as a goroutine.
+		a.client.CloseIdleConnections()
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		goroutinesBefore, err = serverGoroutines(mctx, metricsClient, a.base)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("-pid: reading the server's goroutine count: %w", err)
 		}
 	}
 
@@ -345,6 +373,29 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	cancelSubs()
 	subsDone.Wait()
 
+	// Back to baseline? The publishers' kept-alive connections are closed
+	// first: each is a goroutine on the server until then.
+	var goroutinesAfter, rssFinal int64
+	var goroutinesErr error
+	if o.pid != 0 {
+		a.client.CloseIdleConnections()
+		progress("subscribers closed; waiting up to %s for the server's goroutines to settle", goroutineSettle)
+		goroutinesAfter, goroutinesErr = settleGoroutines(context.WithoutCancel(ctx), func(ctx context.Context) (int64, error) {
+			mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return serverGoroutines(mctx, metricsClient, a.base)
+		}, goroutinesBefore, goroutineSlack, goroutineSettle, 200*time.Millisecond)
+		rssFinal, _, _ = procMemory(o.pid)
+	}
+
+	// The raw ceiling, with the server idle again.
+	var raw rawResult
+	var rawErr error
+	if rawPool != nil && ctx.Err() == nil {
+		progress("measuring raw INSERT+NOTIFY commits with %d clients for %s", o.publishers, o.duration)
+		raw, rawErr = measureRaw(ctx, rawPool, o.publishers, o.duration)
+	}
+
 	// Tally.
 	var (
 		connected                          int
@@ -458,6 +509,31 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		cpu := cpuAfter - cpuBefore
 		r.line("server cpu during publish s", "%.2f", cpu.Seconds())
 		r.line("server cpu during publish cores", "%.2f", cpu.Seconds()/pubTime.Seconds())
+		mib := func(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+		r.line("server RSS before/after", "%s/%s MiB", mib(rssBefore), mib(rssFinal))
+		if goroutinesErr != nil {
+			r.line("server goroutines before/after", "%d/unknown (%v)", goroutinesBefore, goroutinesErr)
+		} else {
+			r.line("server goroutines before/after", "%d/%d", goroutinesBefore, goroutinesAfter)
+		}
+	}
+	if rawPool != nil {
+		if rawErr != nil {
+			r.line("raw INSERT+NOTIFY error", "%v", rawErr)
+		}
+		if raw.elapsed > 0 {
+			pubReqRate := float64(reqOK) / pubTime.Seconds()
+			pubEventRate := float64(nAcked) / pubTime.Seconds()
+			r.line("raw INSERT+NOTIFY clients", "%d", raw.workers)
+			r.line("raw INSERT+NOTIFY phase s", "%.3f", raw.elapsed.Seconds())
+			r.line("raw INSERT+NOTIFY commits", "%d", raw.commits)
+			r.line("raw INSERT+NOTIFY failed transactions", "%d", raw.errors)
+			r.line("raw INSERT+NOTIFY commits/s", "%.1f", raw.rate())
+			if raw.rate() > 0 {
+				r.line("publish rate / raw commit rate", "%.3f", pubReqRate/raw.rate())
+				r.line("publish events/s / raw commit rate", "%.3f", pubEventRate/raw.rate())
+			}
+		}
 	}
 	user, sys, maxRSS := selfUsage()
 	var ms2 runtime.MemStats
@@ -476,9 +552,23 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	for _, e := range subErrs {
 		progress("subscriber gave up: %s", e)
 	}
+	if raw.firstErr != "" {
+		progress("first raw INSERT+NOTIFY failure: %s", raw.firstErr)
+	}
 	ok = missing == 0 && dups == 0 && connected == o.subscribers && dupAcked == 0
 	if !ok {
 		progress("FAILED: %d missing, %d duplicates, %d of %d subscribers connected", missing, dups, connected, o.subscribers)
 	}
-	return ok, nil
+	if o.pid != 0 {
+		switch {
+		case goroutinesErr != nil:
+			ok = false
+			progress("FAILED: could not read the server's goroutines after the run: %v", goroutinesErr)
+		case goroutinesAfter > goroutinesBefore+goroutineSlack:
+			ok = false
+			progress("FAILED: the server's goroutines did not return to baseline: %d before the subscribers opened, still %d after they had all closed and %s had passed (at most %d more are allowed)",
+				goroutinesBefore, goroutinesAfter, goroutineSettle, goroutineSlack)
+		}
+	}
+	return ok, rawErr
 }

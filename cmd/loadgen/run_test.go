@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,10 @@ type fakeServer struct {
 	next      int64
 	subs      []chan []byte
 	drop, dup int64 // event ids to drop or send twice to subscriber 0
+	// goroutines answers /metrics' go_goroutines, given how many times
+	// /metrics was read before; nil serves no /metrics.
+	goroutines func(reads int) int64
+	reads      int
 }
 
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,6 +40,17 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.publish(w, r)
 	case "/api/realtime/sse":
 		f.stream(w, r)
+	case "/metrics":
+		f.mu.Lock()
+		get := f.goroutines
+		n := f.reads
+		f.reads++
+		f.mu.Unlock()
+		if get == nil {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintf(w, "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", get(n))
 	default:
 		http.NotFound(w, r)
 	}
@@ -134,5 +151,75 @@ func TestRun(t *testing.T) {
 				t.Errorf("want 20 events acknowledged and 3 subscribers:\n%s", report)
 			}
 		})
+	}
+}
+
+// TestRunGoroutineCheck runs against the fake server with -pid set to the
+// test's own process (for /proc), and a /metrics that either returns to its
+// baseline after the subscribers close or stays above it.
+func TestRunGoroutineCheck(t *testing.T) {
+	defer func(d time.Duration) { goroutineSettle = d }(goroutineSettle)
+	goroutineSettle = 1500 * time.Millisecond
+	for _, c := range []struct {
+		name       string
+		goroutines func(reads int) int64
+		ok         bool
+		want       string
+	}{
+		{"back to baseline", func(reads int) int64 {
+			if reads == 0 {
+				return 30
+			}
+			return 29
+		}, true, "server goroutines before/after: 30/29\n"},
+		{"settles within the slack", func(reads int) int64 {
+			if reads == 0 {
+				return 30
+			}
+			return 30 + goroutineSlack
+		}, true, "server goroutines before/after: 30/50\n"},
+		{"leaks", func(reads int) int64 {
+			if reads == 0 {
+				return 30
+			}
+			return 30 + goroutineSlack + 1
+		}, false, "server goroutines before/after: 30/51\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeServer{goroutines: c.goroutines}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			o := options{
+				url: srv.URL, subscribers: 2, channel: "load", publishers: 1, rate: 20, batch: 1,
+				duration: 200 * time.Millisecond, settle: time.Second, sources: 1, openParallel: 2, pid: os.Getpid(),
+			}
+			var out bytes.Buffer
+			start := time.Now()
+			ok, err := run(o, &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			report := out.String()
+			if ok != c.ok || !strings.Contains(report, c.want) {
+				t.Fatalf("ok = %v, want %v and %q in:\n%s", ok, c.ok, c.want, report)
+			}
+			if !strings.Contains(report, "server RSS before/after: ") || !strings.Contains(report, " MiB\n") {
+				t.Errorf("no RSS line in:\n%s", report)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("run took %v", took)
+			}
+		})
+	}
+}
+
+func TestRunWithoutMetrics(t *testing.T) {
+	srv := httptest.NewServer(&fakeServer{})
+	defer srv.Close()
+	o := options{url: srv.URL, subscribers: 1, channel: "load", publishers: 1, batch: 1,
+		duration: 100 * time.Millisecond, sources: 1, openParallel: 1, pid: os.Getpid()}
+	_, err := run(o, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "goroutine") || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("err = %v, want a goroutine-count error quoting the 404", err)
 	}
 }
