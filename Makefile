@@ -8,6 +8,6 @@ run:
 test:
 	@scripts/test.sh
 
-# soak runs the long load, chaos and fuzzing runs that do not fit make test (about 15 minutes).
+# soak runs the long load, chaos and fuzzing runs that do not fit make test (about 12 minutes).
 soak:
 	@scripts/soak.sh

@@ -4,7 +4,7 @@
 #      load generator: it fails when any event is missing or repeated;
 #   2. the test suite's process tests at soak size (-tags soak);
 #   3. every fuzz target for FUZZTIME (default 2m).
-# It needs 20,000 open files (ulimit -Hn) and takes about 15 minutes.
+# It needs 20,000 open files (ulimit -Hn) and takes about 12 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
