@@ -146,9 +146,8 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			continue
 		}
 		k := idem{r.tenantID, r.idemKey}
-		if f, ok := firstWith[k]; ok {
+		if _, ok := firstWith[k]; ok {
 			followers = append(followers, r)
-			_ = f
 			continue
 		}
 		firstWith[k] = r

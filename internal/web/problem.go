@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -117,7 +116,3 @@ func MethodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) 
 	Error(w, http.StatusMethodNotAllowed, "method_not_allowed",
 		r.Method+" is not allowed on "+r.URL.Path+"; use "+strings.Join(allowed, " or "))
 }
-
-// ID formats a bigint key as the decimal string used in JSON, which stays
-// exact in JavaScript where a number above 2^53 would not.
-func ID(n int64) string { return strconv.FormatInt(n, 10) }
