@@ -87,7 +87,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	})
 
 	console := &admin.Console{
-		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Tickets: s.tickets,
+		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Verifier: s.verifier, Tickets: s.tickets,
 		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
 		Limits: s.limits, Signup: signup, PublicURL: cfg.PublicURL,
 	}

@@ -38,6 +38,7 @@ type Console struct {
 	Sessions  *Sessions
 	Keys      *auth.Keys
 	Signing   *auth.SigningKeys
+	Verifier  *auth.Verifier
 	Tickets   *auth.Tickets
 	Store     *realtime.Store
 	Hub       *realtime.Hub

@@ -407,7 +407,7 @@ func (c *Console) HandleSubscriber(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	sub, err := c.verify(r, token)
+	sub, err := c.Verifier.Verify(r.Context(), token)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -418,11 +418,6 @@ func (c *Console) HandleSubscriber(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.render(w, r, http.StatusOK, views.SubscriberPage(c.page(r, "Test subscriber", "clients"), ticket, "broadcast,user:console-tester"))
-}
-
-// verify turns a token the console just minted into the subscriber it stands for.
-func (c *Console) verify(r *http.Request, token string) (auth.Subscriber, error) {
-	return auth.NewVerifier(c.Signing).Verify(r.Context(), token)
 }
 
 // HandleOperatorLoginPage serves GET /console/operator/login.
