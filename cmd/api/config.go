@@ -22,6 +22,7 @@ type Config struct {
 	LogLevel      slog.Level
 	SignupOpen    bool
 	OperatorToken string
+	Pprof         bool // serve /debug/pprof/ to the operator
 
 	EventRetention         time.Duration
 	Stream                 realtime.StreamConfig
@@ -91,6 +92,16 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 	default:
 		bad("SIGNUP=%q is not open or closed", signup)
+	}
+	switch pprof := strings.ToLower(env("PPROF", "off")); pprof {
+	case "off":
+	case "on":
+		cfg.Pprof = true
+		if cfg.OperatorToken == "" {
+			bad("PPROF=on needs OPERATOR_TOKEN: profiles are served only to the operator, with that token as the bearer token")
+		}
+	default:
+		bad("PPROF=%q is not on or off", pprof)
 	}
 	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < 24 {
 		bad("OPERATOR_TOKEN is shorter than 24 characters: use a long random string, e.g. `openssl rand -hex 32`")

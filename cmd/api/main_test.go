@@ -42,6 +42,9 @@ func TestLoadConfig(t *testing.T) {
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL=\"loud\""}, nil},
 		{"bad signup", map[string]string{"SIGNUP": "maybe"}, []string{"SIGNUP=\"maybe\""}, nil},
 		{"closed without token", map[string]string{"SIGNUP": "closed"}, []string{"SIGNUP=closed needs OPERATOR_TOKEN"}, nil},
+		{"pprof for the operator", map[string]string{"PPROF": "on", "OPERATOR_TOKEN": strings.Repeat("o", 24)}, nil, func(c Config) bool { return c.Pprof }},
+		{"pprof without operator token", map[string]string{"PPROF": "on"}, []string{"PPROF=on needs OPERATOR_TOKEN"}, nil},
+		{"bad pprof", map[string]string{"PPROF": "yes"}, []string{"PPROF=\"yes\" is not on or off"}, nil},
 		{"short operator token", map[string]string{"OPERATOR_TOKEN": "short"}, []string{"OPERATOR_TOKEN is shorter"}, nil},
 	}
 	for _, tt := range tests {

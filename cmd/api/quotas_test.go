@@ -97,3 +97,26 @@ func TestOperatorAPIOff(t *testing.T) {
 		t.Errorf("code %q", code)
 	}
 }
+
+// TestPprof checks profiles are off by default and, with PPROF=on, served
+// to the operator only.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	off := newInstance(t, pool, testConfig())
+	checkProblem(t, "pprof off", off.do("GET", "/debug/pprof/", "", ""), 404)
+
+	cfg := testConfig()
+	cfg.OperatorToken = "operator-token-0123456789abcdef"
+	cfg.Pprof = true
+	on := newInstance(t, pool, cfg)
+	acme := on.signup("Acme")
+	checkProblem(t, "pprof without a token", on.do("GET", "/debug/pprof/", "", ""), 401)
+	checkProblem(t, "pprof with a tenant's API key", on.do("GET", "/debug/pprof/", acme.APIKey, ""), 401)
+	for path, want := range map[string]string{"/debug/pprof/": "goroutine", "/debug/pprof/goroutine?debug=1": "goroutine profile", "/debug/pprof/heap?debug=1": "heap profile"} {
+		res := on.do("GET", path, cfg.OperatorToken, "")
+		if res.status != 200 || !strings.Contains(string(res.body), want) {
+			t.Errorf("GET %s as the operator = %d %.200q", path, res.status, res.body)
+		}
+	}
+}

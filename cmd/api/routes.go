@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -54,6 +55,10 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	r.Get("/readyz", handleReadyz(s))
 	r.Method(http.MethodGet, "/metrics", promhttp.Handler())
 	r.Get("/openapi.yaml", handleOpenAPI)
+	if cfg.Pprof {
+		// Profiles reveal memory contents and cost CPU: operator only, and off by default.
+		r.With(auth.RequireOperator(cfg.OperatorToken)).Mount("/debug/pprof", pprofHandler())
+	}
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/tenants", auth.HandleSignup(log, s.pool, s.signing, signup))
@@ -148,6 +153,21 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		http.ServeFileFS(w, r, examples.Files, "dashboard.html")
 	})
 	r.Handle("/examples/*", http.StripPrefix("/examples/", http.FileServerFS(examples.Files)))
+}
+
+// pprofHandler serves net/http/pprof's index, profiles and traces under /debug/pprof.
+func pprofHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/", pprof.Index)
+	r.Get("/cmdline", pprof.Cmdline)
+	r.Get("/profile", pprof.Profile)
+	r.Get("/symbol", pprof.Symbol)
+	r.Post("/symbol", pprof.Symbol)
+	r.Get("/trace", pprof.Trace)
+	r.Get("/{name}", func(w http.ResponseWriter, r *http.Request) {
+		pprof.Handler(chi.URLParam(r, "name")).ServeHTTP(w, r)
+	})
+	return r
 }
 
 // subscriberCORS lets pages on any origin reach the subscriber routes and
