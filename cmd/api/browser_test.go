@@ -280,7 +280,7 @@ func TestBrowserEventSource(t *testing.T) {
 	// from the head, and the ready event's cursor would show it.
 	last := want[len(want)-1].id
 	publishFor(t, p, "user:u2", "note", `{"not":"for u1"}`)
-	in.srv.CloseClientConnections()
+	in.dropConnections()
 	waitBrowser(t, bctx, "the browser to see the drop", func(s browserState) bool { return s.Errors >= 1 })
 	// EventSource waits retry: 2000 ms before reconnecting; publish now.
 	var more []browserWant

@@ -205,7 +205,7 @@ func TestGoClientSubscribeFallback(t *testing.T) {
 
 	proxy.blockSSE.Store(true)
 	// Drop the live stream so the client must reconnect through the proxy.
-	in.srv.CloseClientConnections()
+	in.dropConnections()
 	publish(5)
 	got = append(got, collectEvents(t, sub, 5, 10*time.Second)...)
 	waitTransport(client.Polling)
@@ -219,7 +219,7 @@ func TestGoClientSubscribeFallback(t *testing.T) {
 
 	// A buffering proxy: the stream opens but nothing arrives.
 	proxy.bufferSSE.Store(true)
-	in.srv.CloseClientConnections()
+	in.dropConnections()
 	publish(5)
 	got = append(got, collectEvents(t, sub, 5, 15*time.Second)...)
 	waitTransport(client.Polling)

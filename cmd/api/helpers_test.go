@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,6 +62,23 @@ type instance struct {
 	logs *syncBuffer
 	svc  *services
 	srv  *httptest.Server
+
+	mu       sync.Mutex
+	hijacked []net.Conn // SSE streams' connections, which the server no longer tracks
+}
+
+// dropConnections closes every client connection to the instance, as a
+// crash or a load balancer restart would: SSE streams (whose connections the
+// server hijacks, so httptest's CloseClientConnections does not see them),
+// long-polls and idle keep-alives.
+func (in *instance) dropConnections() {
+	in.srv.CloseClientConnections()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range in.hijacked {
+		c.Close()
+	}
+	in.hijacked = nil
 }
 
 // newInstance starts a server on pool and waits until it is ready. Several
@@ -89,17 +107,31 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 	var g errgroup.Group
 	svc.start(ctx, &g, log, cfg)
 	srv := httptest.NewUnstartedServer(NewServer(log, cfg, svc))
+	in := &instance{t: t, db: pool.Config().ConnConfig.Database, logs: logs, svc: svc, srv: srv}
 	srv.Config.RegisterOnShutdown(svc.hub.Close)
+	srv.Config.ConnState = func(c net.Conn, state http.ConnState) {
+		if state == http.StateHijacked {
+			in.mu.Lock()
+			in.hijacked = append(in.hijacked, c)
+			in.mu.Unlock()
+		}
+	}
 	srv.Start()
+	in.url = srv.URL
 	t.Cleanup(func() {
 		svc.hub.Close() // end streams, or Close waits on them
 		srv.Close()
+		wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer wcancel()
+		if err := svc.hub.WaitStreams(wctx); err != nil {
+			t.Errorf("SSE streams still running 15 s after the hub closed: %v", err)
+		}
 		cancel()
 		if err := g.Wait(); err != nil {
 			t.Errorf("background services: %v", err)
 		}
 	})
-	return &instance{t: t, db: pool.Config().ConnConfig.Database, url: srv.URL, logs: logs, svc: svc, srv: srv}
+	return in
 }
 
 // waitReady waits until the instance's listener is live, as a load balancer

@@ -159,7 +159,13 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 		log.Info("shutting down: draining requests and closing streams")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		// Streams on hijacked connections are not the server's to wait for:
+		// let them send their staggered retry: before the process exits.
+		if werr := s.hub.WaitStreams(sctx); err == nil {
+			err = werr
+		}
+		return err
 	})
 	err = g.Wait()
 	stopBackground()

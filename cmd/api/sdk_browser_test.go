@@ -121,7 +121,7 @@ func (env *sdkEnv) remaining(d time.Duration) time.Duration {
 // streams and polls through it, and this test's idle keep-alive connections,
 // which the next publish would otherwise find closed (a POST is not retried).
 func (env *sdkEnv) dropConnections() {
-	env.in.srv.CloseClientConnections()
+	env.in.dropConnections()
 	http.DefaultClient.CloseIdleConnections()
 }
 

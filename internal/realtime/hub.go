@@ -38,6 +38,7 @@ type Hub struct {
 	listening atomic.Bool
 	done      chan struct{}
 	closeOnce sync.Once
+	streams   sync.WaitGroup // streams on hijacked connections, which http.Server.Shutdown cannot wait for
 }
 
 // room is one tenant's state on this instance.
@@ -83,6 +84,19 @@ func (h *Hub) Done() <-chan struct{} { return h.done }
 
 // Close ends every stream, so http.Server.Shutdown does not wait on them.
 func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
+
+// WaitStreams waits, after Close, until every stream on a hijacked
+// connection has sent its last frame and closed, or ctx ends.
+func (h *Hub) WaitStreams(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Listening reports whether the listener holds a live LISTEN connection.
 func (h *Hub) Listening() bool { return h.listening.Load() }
