@@ -139,11 +139,28 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 			log.Warn("realtime: listener failed", "err", err)
 			return nil
 		}
-		if err := h.handle(ctx, conn, n.Payload); err != nil {
+		if err := h.handle(ctx, conn, drain(ctx, conn, n.Payload)...); err != nil {
 			log.Warn("realtime: listener failed", "err", err)
 			return nil
 		}
 	}
+}
+
+// drain returns first and every notification that has arrived since,
+// without waiting: at thousands of commits a second they queue up while the
+// listener reads, and one read per tenant then serves them all.
+func drain(ctx context.Context, conn *pgx.Conn, first string) []string {
+	payloads := []string{first}
+	done, cancel := context.WithCancel(ctx)
+	cancel() // a done context returns queued notifications, and never waits
+	for len(payloads) < 1000 {
+		n, err := conn.WaitForNotification(done)
+		if err != nil {
+			break
+		}
+		payloads = append(payloads, n.Payload)
+	}
+	return payloads
 }
 
 // probe notifies this connection's own channel and waits, at most
@@ -204,29 +221,41 @@ func (h *Hub) catchUp(ctx context.Context, conn *pgx.Conn, r *room) error {
 	return nil
 }
 
-// handle reads the events a notification announces into their room. It reads
-// from the room's last id, not the notification's first, so a notification
-// lost or reordered leaves no gap.
-func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payload string) error {
-	tenantID, _, last, ok := parseNotification(payload)
-	if !ok {
-		return nil
+// handle reads the events that notifications announce into their rooms,
+// one read per tenant. It reads from the room's last id, not a
+// notification's first, so a notification lost or reordered leaves no gap.
+func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payloads ...string) error {
+	newest := map[tenant.ID]int64{}
+	var order []tenant.ID // tenants in the order first notified
+	for _, p := range payloads {
+		tenantID, _, last, ok := parseNotification(p)
+		if !ok {
+			continue // a self-probe's token
+		}
+		if have, seen := newest[tenantID]; !seen {
+			order = append(order, tenantID)
+		} else if have > last {
+			continue
+		}
+		newest[tenantID] = last
 	}
-	r := h.room(tenantID)
-	if r == nil {
-		return nil // no subscriber on this instance
+	for _, tenantID := range order {
+		r := h.room(tenantID)
+		if r == nil {
+			continue // no subscriber on this instance
+		}
+		r.mu.RLock()
+		ready, have := r.ready, r.last
+		r.mu.RUnlock()
+		if !ready || newest[tenantID] <= have {
+			continue
+		}
+		evs, err := readRange(ctx, conn, tenantID, have, newest[tenantID])
+		if err != nil {
+			return err
+		}
+		r.ingest(evs)
 	}
-	r.mu.RLock()
-	ready, have := r.ready, r.last
-	r.mu.RUnlock()
-	if !ready || last <= have {
-		return nil
-	}
-	evs, err := readRange(ctx, conn, tenantID, have, last)
-	if err != nil {
-		return err
-	}
-	r.ingest(evs)
 	return nil
 }
 
