@@ -243,7 +243,7 @@ func checkAccepted(t *testing.T, token string, sub Subscriber) {
 		}
 		from = iat
 	}
-	if exp-from > (MaxTokenTTL + Leeway).Seconds()+1 {
+	if exp-from > (MaxTokenTTL+Leeway).Seconds()+1 {
 		t.Fatalf("accepted a token living %v s", exp-from)
 	}
 	if nbf, ok := num("nbf"); ok && nbf > now+leeway {
