@@ -265,7 +265,9 @@ func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 			web.Error(w, http.StatusBadRequest, "invalid_ttl", `"ttl" is a number of seconds, 1 to 86400`)
 			return
 		case req.TTL > 0:
-			ttl = min(time.Duration(req.TTL)*time.Second, MaxTokenTTL) // longer asks are clamped
+			// Longer asks are clamped, in seconds first: a TTL past 2^63 ns
+			// would overflow into a negative duration and an expired token.
+			ttl = time.Duration(min(req.TTL, int64(MaxTokenTTL/time.Second))) * time.Second
 		}
 		token, exp, err := signing.Mint(r.Context(), tenant.FromContext(r.Context()), req.Sub, req.Channels, ttl, time.Now())
 		if errors.Is(err, ErrNoSigningKey) {
