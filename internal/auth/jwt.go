@@ -140,7 +140,7 @@ func (v *Verifier) KeyActive(ctx context.Context, kid string) (bool, error) {
 
 // Verify checks token: HS256 only, a kid naming an active signing key (which
 // also names the tenant), a valid signature, exp present and at most 24 h
-// after iat, nbf and iat honoured with 30 s of leeway, a sub, and a channels
+// after iat, nbf and iat honoured with Leeway, a sub, and a channels
 // claim of valid names and patterns. Every failure is ErrInvalidToken; an
 // error reaching the database is returned as it is.
 func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error) {
