@@ -37,10 +37,14 @@ PG_DATABASE=postgres PG_MAX_CONNECTIONS=500 TEST_DATABASE_URL=$(PG_DATABASE=post
 	go test -tags soak -race -count=1 -run 'TestProcess' -timeout 30m ./cmd/api
 
 fuzztime=${FUZZTIME:-2m}
+# FuzzJWTVerify looks made-up kids up in a real database, as production does.
+TEST_DATABASE_URL=$(PG_DATABASE=postgres scripts/pg.sh start "$tmp/pg")
+export TEST_DATABASE_URL
 echo "== fuzzing each target for $fuzztime"
 for target in \
 	./internal/realtime:FuzzSSEEncode ./internal/realtime:FuzzPublishDecode \
-	./internal/channel:FuzzChannelName ./internal/auth:FuzzAPIKeyParse \
+	./internal/realtime:FuzzLastEventID ./internal/channel:FuzzChannelName \
+	./internal/auth:FuzzAPIKeyParse ./internal/auth:FuzzJWTVerify \
 	./internal/ssetest:FuzzParserChunking; do
 	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}"
 done

@@ -42,7 +42,8 @@ fuzztime=${FUZZTIME:-5s}
 echo "== fuzzing each target for $fuzztime"
 for target in \
 	./internal/realtime:FuzzSSEEncode ./internal/realtime:FuzzPublishDecode \
-	./internal/channel:FuzzChannelName ./internal/auth:FuzzAPIKeyParse \
+	./internal/realtime:FuzzLastEventID ./internal/channel:FuzzChannelName \
+	./internal/auth:FuzzAPIKeyParse ./internal/auth:FuzzJWTVerify \
 	./internal/ssetest:FuzzParserChunking; do
 	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}" >/dev/null ||
 		{ echo "fuzz target ${target#*:} failed; rerun: go test -run '^$' -fuzz '^${target#*:}\$' ${target%%:*}"; exit 1; }

@@ -53,6 +53,12 @@ func Signup(ctx context.Context, pool *pgxpool.Pool, signing *SigningKeys, name 
 	return su, err
 }
 
+// Sign-ups from one address: SignupBurst at once, then one every SignupInterval.
+const (
+	SignupBurst    = 30
+	SignupInterval = 6 * time.Second
+)
+
 // HandleSignup serves POST /v1/tenants: it creates a tenant with its first API
 // key and signing key, in one transaction, and shows both secrets once.
 func HandleSignup(log *slog.Logger, pool *pgxpool.Pool, signing *SigningKeys, policy SignupPolicy) http.HandlerFunc {
@@ -68,7 +74,19 @@ func HandleSignup(log *slog.Logger, pool *pgxpool.Pool, signing *SigningKeys, po
 		APIKey     string        `json:"apiKey"`
 		SigningKey signingKey    `json:"signingKey"`
 	}
+	// Open sign-up is a brake on floods from one address: SignupBurst
+	// tenants at once, then one every SignupInterval. The operator token
+	// is exempt, for provisioning scripts.
+	flood := &addrLimiter{interval: SignupInterval, burst: SignupBurst}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if policy.Open && !flood.allow(r) {
+			if ok, _ := operatorOK(r, policy.OperatorToken); !ok {
+				web.NewProblem(http.StatusTooManyRequests, "signup_rate_limited",
+					fmt.Sprintf("too many sign-ups from your address; try again in %d seconds", int(SignupInterval.Seconds()))).
+					WithHeader("Retry-After", strconv.Itoa(int(SignupInterval.Seconds()))).Write(w)
+				return
+			}
+		}
 		if !policy.Open {
 			ok, p := operatorOK(r, policy.OperatorToken)
 			if p != nil {
@@ -265,7 +283,9 @@ func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 			web.Error(w, http.StatusBadRequest, "invalid_ttl", `"ttl" is a number of seconds, 1 to 86400`)
 			return
 		case req.TTL > 0:
-			ttl = min(time.Duration(req.TTL)*time.Second, MaxTokenTTL) // longer asks are clamped
+			// Longer asks are clamped, in seconds first: a TTL past 2^63 ns
+			// would overflow into a negative duration and an expired token.
+			ttl = time.Duration(min(req.TTL, int64(MaxTokenTTL/time.Second))) * time.Second
 		}
 		token, exp, err := signing.Mint(r.Context(), tenant.FromContext(r.Context()), req.Sub, req.Channels, ttl, time.Now())
 		if errors.Is(err, ErrNoSigningKey) {

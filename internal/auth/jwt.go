@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -48,6 +49,28 @@ func (s Subscriber) Allows(name string) bool { return channel.Allowed(s.Subject,
 type claims struct {
 	jwt.RegisteredClaims
 	Channels []string `json:"channels,omitempty"`
+}
+
+// UnmarshalJSON refuses exp, nbf and iat given as strings. golang-jwt reads
+// NumericDate through json.Number, which also takes "1700000000" in quotes;
+// RFC 7519 says a NumericDate is a JSON number, and a token that disagrees
+// with itself about types is not one we issued.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var times struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &times); err != nil {
+		return err
+	}
+	for _, raw := range []json.RawMessage{times.Exp, times.Nbf, times.Iat} {
+		if len(raw) > 0 && raw[0] == '"' {
+			return errors.New("auth: a time claim is a string, not a NumericDate")
+		}
+	}
+	type plain claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Verifier checks subscriber JWTs against tenants' signing keys.
@@ -117,7 +140,7 @@ func (v *Verifier) KeyActive(ctx context.Context, kid string) (bool, error) {
 
 // Verify checks token: HS256 only, a kid naming an active signing key (which
 // also names the tenant), a valid signature, exp present and at most 24 h
-// after iat, nbf and iat honoured with 30 s of leeway, a sub, and a channels
+// after iat, nbf and iat honoured with Leeway, a sub, and a channels
 // claim of valid names and patterns. Every failure is ErrInvalidToken; an
 // error reaching the database is returned as it is.
 func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error) {

@@ -245,6 +245,12 @@ func HandleNotify(log *slog.Logger, pub *Publisher, limits *Limits) http.Handler
 		}
 		inputs := make([]eventInput, len(req.UserIDs))
 		for i, id := range req.UserIDs {
+			// A user id is a token's sub: "" or "a b" would make a channel
+			// (user:, user:a b) that no subscriber could ever own.
+			if err := auth.ValidSubject(id); err != nil {
+				web.Error(w, http.StatusBadRequest, "invalid_user_id", fmt.Sprintf("userIds[%d]: %s", i, strings.Replace(err.Error(), `"sub"`, "a user id", 1)))
+				return
+			}
 			inputs[i] = eventInput{Channel: "user:" + id, Type: "notification", Data: payload}
 		}
 		drafts, err := cfg.drafts(inputs)

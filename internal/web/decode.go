@@ -28,6 +28,16 @@ func Decode[T any](w http.ResponseWriter, r *http.Request, limit int64) (T, erro
 		return v, NewProblem(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"send the body as JSON with the header Content-Type: application/json")
 	}
+	// Bodies are read as sent: a compressed one would be taken for bad JSON,
+	// or worse, for good JSON mislabelled. RFC 9110 §15.5.16: 415, and say
+	// which codings are accepted.
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+			return v, NewProblem(http.StatusUnsupportedMediaType, "unsupported_content_encoding",
+				"send the body uncompressed, without a Content-Encoding header").
+				WithHeader("Accept-Encoding", "identity")
+		}
+	}
 
 	// A body that trickles in must not hold a connection forever (slowloris).
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(30 * time.Second))
