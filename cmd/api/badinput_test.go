@@ -1240,3 +1240,47 @@ func TestConsoleBadInput(t *testing.T) {
 		t.Errorf("HEAD and GET requests changed the database: %s → %s", s0, s)
 	}
 }
+
+// TestInvalidKeyFlood (TESTPLAN 2A): an address that sends invalid API keys
+// by the hundred — well formed, so each would cost a lookup — is refused
+// with 429 before any lookup, while a tenant on another address publishes
+// as usual.
+func TestInvalidKeyFlood(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	guess := withSecret(acme.APIKey, strings.Repeat("x", 32))
+
+	var got map[int]int
+	for range 150 {
+		res := in.do("GET", "/v1/tenant", guess, "")
+		if got == nil {
+			got = map[int]int{}
+		}
+		got[res.status]++
+		if res.status == http.StatusTooManyRequests {
+			if code := checkProblem(t, "a flood of invalid keys", res, 429); code != "too_many_failed_attempts" || res.header.Get("Retry-After") == "" {
+				t.Fatalf("code %q, Retry-After %q", code, res.header.Get("Retry-After"))
+			}
+		}
+	}
+	if got[401] < 100 || got[401] > 110 || got[429] < 40 {
+		t.Fatalf("150 invalid keys from one address: %v; want about 100 × 401, then 429", got)
+	}
+
+	// Another address is not locked out.
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")},
+	}).DialContext}}
+	req, _ := http.NewRequest("POST", in.url+"/v1/events", strings.NewReader(`{"channel":"news","type":"t","data":{}}`))
+	req.Header.Set("Authorization", "Bearer "+acme.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := other.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("a valid key from another address during the flood: %d, want 201", res.StatusCode)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
@@ -49,7 +50,12 @@ func bearer(r *http.Request) (string, *web.Problem) {
 
 // RequireAPIKey admits requests that carry a valid API key and puts its
 // tenant in the request context.
+//
+// An address that keeps presenting invalid keys is refused for a while with
+// 429 before any lookup: a key with a well-formed checksum costs a query,
+// and the checksum is no secret.
 func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler {
+	failures := &addrLimiter{interval: time.Second / failedKeysPerSecond, burst: failedKeysBurst}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, p := bearer(r)
@@ -57,8 +63,16 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 				p.Write(w)
 				return
 			}
+			budget := failures.of(r)
+			if budget.Tokens() < 1 {
+				web.NewProblem(http.StatusTooManyRequests, "too_many_failed_attempts",
+					"too many invalid API keys from this address; check the key, and retry later").
+					WithHeader("Retry-After", "1").Write(w)
+				return
+			}
 			tenantID, keyID, err := keys.Authenticate(r.Context(), token)
 			if errors.Is(err, ErrInvalidKey) {
+				budget.Allow() // spend one of the address's failures
 				web.NewProblem(http.StatusUnauthorized, "invalid_api_key",
 					"the API key is not valid: it may be mistyped or revoked").
 					WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`).

@@ -63,7 +63,17 @@ type addrLimiter struct {
 	by map[string]*rate.Limiter
 }
 
-func (l *addrLimiter) allow(r *http.Request) bool {
+// Each client address may present failedKeysBurst invalid API keys at once,
+// then failedKeysPerSecond a second; beyond, RequireAPIKey answers 429.
+const (
+	failedKeysBurst     = 100
+	failedKeysPerSecond = 10
+)
+
+func (l *addrLimiter) allow(r *http.Request) bool { return l.of(r).Allow() }
+
+// of returns the limiter of r's client address.
+func (l *addrLimiter) of(r *http.Request) *rate.Limiter {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -78,5 +88,5 @@ func (l *addrLimiter) allow(r *http.Request) bool {
 		lim = rate.NewLimiter(rate.Every(l.interval), l.burst)
 		l.by[host] = lim
 	}
-	return lim.Allow()
+	return lim
 }
