@@ -61,16 +61,12 @@ func (c PublishConfig) drafts(inputs []eventInput) ([]Draft, error) {
 		case len(channels) == 0:
 			return nil, web.NewProblem(http.StatusBadRequest, "invalid_event", where+`"channel" (or "channels") is required`)
 		}
-		if err := ValidType(in.Type); err != nil {
-			return nil, web.NewProblem(http.StatusBadRequest, "invalid_event_type", where+err.Error())
+		if bad := checkType(in.Type); bad != nil {
+			return nil, bad.problem(where)
 		}
-		data, err := compactData(in.Data, c.MaxEventBytes)
-		if errors.Is(err, ErrTooLarge) {
-			countRejection("event_too_large")
-			return nil, web.NewProblem(http.StatusRequestEntityTooLarge, "event_too_large", where+err.Error())
-		}
-		if err != nil {
-			return nil, web.NewProblem(http.StatusBadRequest, "invalid_event", where+err.Error())
+		data, bad := c.checkData(in.Data)
+		if bad != nil {
+			return nil, bad.problem(where)
 		}
 		for _, ch := range channels {
 			if err := channel.Valid(ch); err != nil {
@@ -90,6 +86,43 @@ func (c PublishConfig) drafts(inputs []eventInput) ([]Draft, error) {
 	return out, nil
 }
 
+// fieldProblem is why one field of an event is refused, with the API's
+// status and code for it.
+type fieldProblem struct {
+	field  string // "type" or "data"
+	status int
+	code   string
+	err    error
+}
+
+// problem is p as the API's answer; where says which event of a batch.
+func (p *fieldProblem) problem(where string) error {
+	if p.status == http.StatusRequestEntityTooLarge {
+		countRejection(p.code)
+	}
+	return web.NewProblem(p.status, p.code, where+p.err.Error())
+}
+
+// checkData checks an event's data and returns it compacted.
+func (c PublishConfig) checkData(data json.RawMessage) (json.RawMessage, *fieldProblem) {
+	d, err := compactData(data, c.MaxEventBytes)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, &fieldProblem{"data", http.StatusRequestEntityTooLarge, "event_too_large", err}
+	}
+	if err != nil {
+		return nil, &fieldProblem{"data", http.StatusBadRequest, "invalid_event", err}
+	}
+	return d, nil
+}
+
+// checkType checks an event's type.
+func checkType(typ string) *fieldProblem {
+	if err := ValidType(typ); err != nil {
+		return &fieldProblem{"type", http.StatusBadRequest, "invalid_event_type", err}
+	}
+	return nil
+}
+
 // CheckEvent validates one event as the publish API would, for forms that
 // build one field by field (the console). It returns the draft, or the
 // problems by field name: "channel", "type", "data".
@@ -98,12 +131,11 @@ func (c PublishConfig) CheckEvent(ch, typ string, data json.RawMessage) (Draft, 
 	if err := channel.Valid(ch); err != nil {
 		errs["channel"] = err.Error()
 	}
-	if err := ValidType(typ); err != nil {
-		errs["type"] = err.Error()
-	}
-	d, err := compactData(data, c.MaxEventBytes)
-	if err != nil {
-		errs["data"] = err.Error()
+	d, bad := c.checkData(data)
+	for _, p := range []*fieldProblem{checkType(typ), bad} {
+		if p != nil {
+			errs[p.field] = p.err.Error()
+		}
 	}
 	if len(errs) > 0 {
 		return Draft{}, errs
