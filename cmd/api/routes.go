@@ -61,6 +61,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	}
 
 	r.Route("/v1", func(r chi.Router) {
+		r.Use(withDeadline(apiDeadline))
 		r.Post("/tenants", auth.HandleSignup(log, s.pool, s.signing, signup))
 
 		r.Route("/operator", func(r chi.Router) {
@@ -130,7 +131,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	})
 
 	r.Route("/api/realtime", func(r chi.Router) {
-		r.With(console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
+		r.With(withDeadline(apiDeadline), console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
 
 		// Subscribers' pages live on the tenant's own origin: allow any origin.
 		// Safe, as these routes take bearer tokens and tickets, never cookies.
@@ -168,6 +169,24 @@ func pprofHandler() http.Handler {
 		pprof.Handler(chi.URLParam(r, "name")).ServeHTTP(w, r)
 	})
 	return r
+}
+
+// apiDeadline bounds how long an API request (not a stream) waits on the
+// database: a starved pool or a hung database gets a 503 with Retry-After
+// within it, instead of holding the client and piling up its retries. A
+// publish transaction, once begun, still runs to its outcome
+// (realtime.Publisher only bounds the wait for a connection).
+const apiDeadline = 5 * time.Second
+
+// withDeadline gives each request's context a deadline d from now.
+func withDeadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
 }
 
 // subscriberCORS lets pages on any origin reach the subscriber routes and

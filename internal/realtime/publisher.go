@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,23 @@ type Publisher struct {
 	// maxGroup caps the events of one transaction, to bound its size and latency.
 	maxGroup int
 	done     chan struct{}
+	fault    atomic.Pointer[FaultHook] // test-only; see SetFaultHook
+}
+
+// FaultHook runs inside a publish transaction after its INSERT and NOTIFY,
+// just before COMMIT; an error it returns rolls the transaction back.
+type FaultHook func(ctx context.Context, tx pgx.Tx) error
+
+// SetFaultHook installs h in every later publish transaction (nil removes
+// it). It exists for fault-injection tests only (TESTPLAN F5, F8: a NOTIFY
+// queue that is full at COMMIT, an error between NOTIFY and COMMIT); the
+// service never sets it.
+func (p *Publisher) SetFaultHook(h FaultHook) {
+	if h == nil {
+		p.fault.Store(nil)
+		return
+	}
+	p.fault.Store(&h)
 }
 
 type publishRequest struct {
@@ -42,6 +60,7 @@ type publishRequest struct {
 	drafts   []Draft
 	idemKey  string // "" when none
 	idemHash []byte
+	deadline time.Time // the request context's deadline; zero for none
 
 	// Filled in by the group commit.
 	ids      []int64
@@ -73,6 +92,7 @@ type Result struct {
 // hash is ErrIdempotencyMismatch.
 func (p *Publisher) Publish(ctx context.Context, tenantID tenant.ID, drafts []Draft, idemKey string, idemHash []byte) (Result, error) {
 	req := &publishRequest{tenantID: tenantID, drafts: drafts, idemKey: idemKey, idemHash: idemHash, done: make(chan struct{})}
+	req.deadline, _ = ctx.Deadline()
 	select {
 	case p.requests <- req:
 	case <-p.done:
@@ -127,6 +147,30 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
+// acquire takes a connection for group, waiting no later than the earliest
+// deadline of its requests: a starved pool or an unreachable database then
+// fails the group (503) within its requests' deadlines instead of holding
+// them until a connection frees. Only the wait is bounded; a transaction,
+// once begun, runs to its outcome.
+func (p *Publisher) acquire(ctx context.Context, group []*publishRequest) (*pgxpool.Conn, error) {
+	var wait time.Time
+	for _, r := range group {
+		if !r.deadline.IsZero() && (wait.IsZero() || r.deadline.Before(wait)) {
+			wait = r.deadline
+		}
+	}
+	if !wait.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, wait)
+		defer cancel()
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: wait for a database connection: %w", err)
+	}
+	return conn, nil
+}
+
 // commit writes a group in one transaction. On error every request in the
 // group fails (nothing was stored); a request whose idempotency key replays
 // or mismatches gets its own outcome without failing the others.
@@ -154,7 +198,12 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 		fresh = append(fresh, r)
 	}
 
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	conn, err := p.acquire(ctx, group)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// Claim idempotency keys. A key held by a transaction in flight
 		// elsewhere makes this wait for it, then see its committed row.
 		var keep []*publishRequest
@@ -256,7 +305,13 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 		if batch.Len() == 0 {
 			return nil
 		}
-		return tx.SendBatch(ctx, batch).Close()
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		if h := p.fault.Load(); h != nil {
+			return (*h)(ctx, tx)
+		}
+		return nil
 	})
 	if err != nil {
 		for _, r := range group {
