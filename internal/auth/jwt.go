@@ -28,6 +28,8 @@ const (
 	MaxGrants = 100
 	// secretCacheTTL bounds how long a revoked signing key keeps verifying.
 	secretCacheTTL = 5 * time.Second
+	// keyCheckWait bounds KeyActive's wait for the database.
+	keyCheckWait = 250 * time.Millisecond
 )
 
 // ErrInvalidToken is every reason a subscriber token is refused. Callers
@@ -129,8 +131,13 @@ func (v *Verifier) secret(ctx context.Context, kid string) (tenant.ID, []byte, e
 }
 
 // KeyActive reports whether kid still verifies tokens, as a stream checks
-// now and then so that revoking a signing key ends its streams.
+// now and then so that revoking a signing key ends its streams. It waits at
+// most keyCheckWait for the database: the caller is a stream's heartbeat,
+// which must not stall behind a starved pool (TESTPLAN F7). An error means
+// "not known now"; the stream checks again at its next heartbeat.
 func (v *Verifier) KeyActive(ctx context.Context, kid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, keyCheckWait)
+	defer cancel()
 	_, _, err := v.secret(ctx, kid)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
