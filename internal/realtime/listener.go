@@ -23,6 +23,12 @@ import (
 // operator (or a fault test) can find it in pg_stat_activity.
 const ListenerAppName = "hybridrt-listener"
 
+// maxBackoff caps the wait between reconnection attempts. It is short so
+// that live delivery (and readiness) come back within about a second of the
+// database (TESTPLAN F3: readiness flips within 3 s): one refused attempt a
+// second per instance costs PostgreSQL nothing worth saving.
+const maxBackoff = time.Second
+
 // probeTimeout is how long a self-probe notification may take to come back.
 const probeTimeout = 5 * time.Second
 
@@ -33,7 +39,7 @@ var errNoNotifications = errors.New("realtime: LISTEN receives no notifications 
 	"or at a session-mode pool; LISTEN needs a session of its own")
 
 // Listen holds one dedicated connection in LISTEN and feeds the hub until ctx
-// ends. It reconnects with jittered backoff from 100 ms to 30 s; after every
+// ends. It reconnects with jittered backoff from 100 ms to maxBackoff; after every
 // (re)connect it catches up every room from the store and wakes every stream,
 // because notifications sent while it was away are lost.
 func (h *Hub) Listen(ctx context.Context, databaseURL string, log *slog.Logger) error {
@@ -63,7 +69,7 @@ func (h *Hub) Listen(ctx context.Context, databaseURL string, log *slog.Logger) 
 		case <-ctx.Done():
 			return nil
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, maxBackoff)
 		if err == nil { // it had been connected: start the backoff over
 			backoff = 100 * time.Millisecond
 		}
