@@ -29,6 +29,7 @@ type Config struct {
 	Publish                realtime.PublishConfig
 	MaxConnectionsByTenant int
 	PublishRate            int // requests per second per API key
+	NotifyQueue            realtime.QueueWatch
 }
 
 // loadConfig reads and checks the environment. It reports every problem at

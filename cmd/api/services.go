@@ -58,8 +58,8 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 }
 
 // start runs the background parts in g until ctx ends: the LISTEN loop, the
-// group-commit publisher, the connection registry, the key-usage writer and
-// the retention pruner.
+// group-commit publisher, the connection registry, the key-usage writer, the
+// retention pruner and the NOTIFY queue watch.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
 	s.hub.ProbeEvery = cfg.Stream.Heartbeat
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
@@ -68,4 +68,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.keys.Run(ctx) })
 	g.Go(func() error { return s.store.RunPruner(ctx, log, cfg.EventRetention, time.Minute) })
 	g.Go(func() error { return s.sessions.Run(ctx, log) })
+	g.Go(func() error { return realtime.WatchNotifyQueue(ctx, s.pool, log, cfg.NotifyQueue) })
 }
