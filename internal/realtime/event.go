@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -137,6 +138,23 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 		e.encode()
 	}
 	return e.Envelope, nil
+}
+
+// encodeEvents sends v, which holds events, as JSON with the given status.
+// Unlike web.Encode it does not HTML-escape: encoding/json would rewrite
+// <, >, &, U+2028 and U+2029 inside the events' data as \u escapes, and
+// DESIGN promises the same envelope, byte for byte, on every transport
+// (SSE writes it as stored). nosniff keeps a browser from reading the raw
+// data as HTML.
+func encodeEvents(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 // systemFrame is an SSE frame the server sends on its own: ready, resync, token_expired.

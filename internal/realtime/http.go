@@ -402,7 +402,7 @@ func HandleHistory(log *slog.Logger, store *Store) http.HandlerFunc {
 			web.Fail(w, r, log, web.Unavailable(err))
 			return
 		}
-		web.Encode(w, http.StatusOK, page)
+		encodeEvents(w, http.StatusOK, page)
 	}
 }
 

@@ -70,7 +70,7 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 				if evs == nil {
 					evs = []*Event{}
 				}
-				web.Encode(w, http.StatusOK, response{Events: evs, Cursor: strconv.FormatInt(cursor, 10), Resync: s.resync})
+				encodeEvents(w, http.StatusOK, response{Events: evs, Cursor: strconv.FormatInt(cursor, 10), Resync: s.resync})
 				return
 			}
 			select {
@@ -81,7 +81,7 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 			case <-hub.Done():
 			case <-deadline.C:
 			}
-			web.Encode(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10)})
+			encodeEvents(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10)})
 			return
 		}
 	}
