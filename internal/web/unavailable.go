@@ -17,9 +17,13 @@ func Unavailable(err error) error {
 	if err == nil || !transient(err) {
 		return err
 	}
-	p := NewProblem(http.StatusServiceUnavailable, "unavailable",
-		"the service cannot reach its database right now; nothing was changed, retry shortly").
-		WithHeader("Retry-After", "1")
+	detail := "the service cannot reach its database right now; nothing was changed, retry shortly"
+	if e, ok := errors.AsType[*pgconn.PgError](err); ok && e.Code == "25006" {
+		// Same code (clients just retry), but operators reading the answer
+		// learn the database is up and refusing writes, not down.
+		detail = "the database is read-only right now (a standby, or a failover in progress); nothing was changed, retry shortly"
+	}
+	p := NewProblem(http.StatusServiceUnavailable, "unavailable", detail).WithHeader("Retry-After", "1")
 	p.cause = err
 	return p
 }
