@@ -4,6 +4,8 @@
 #   scripts/pg.sh start DIR   init (first time) and start a cluster in DIR; print its DATABASE_URL
 #   scripts/pg.sh stop DIR    stop it
 #   scripts/pg.sh restart DIR restart it (fast shutdown), as fault tests do
+#   scripts/pg.sh crash DIR   stop it as a crash would (immediate shutdown: no checkpoint,
+#                             crash recovery on the next start), as fault tests do
 #
 # PostgreSQL refuses to run as root, so when we are root the cluster runs as the
 # unprivileged `postgres` user. That user must be able to reach DIR: when DIR sits
@@ -102,7 +104,10 @@ cmd_start() {
 	if as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
 		port=$(cat "$dir/hybridrt.port")
 	else
-		port=$(pick_port "$(cat "$dir/hybridrt.port" 2>/dev/null || true)")
+		# PG_PORT asks for a port on the first start (a test that crashes its
+		# cluster keeps it outside the range other clusters scan, so none
+		# takes it while this one is down); later starts reuse the same one.
+		port=$(pick_port "$(cat "$dir/hybridrt.port" 2>/dev/null || echo "${PG_PORT:-}")")
 		echo "$port" | as_pg tee "$dir/hybridrt.port" >/dev/null
 		as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null ||
 			{ tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start; see $dir/server.log"; }
@@ -131,9 +136,17 @@ cmd_restart() {
 	as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 -o "-p $(cat "$dir/hybridrt.port")" restart >/dev/null
 }
 
+cmd_crash() {
+	local dir bin
+	bin=$(bindir)
+	dir=$(resolve_dir "$1")
+	as_pg "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null
+}
+
 case "${1:-}" in
 start) [ $# -eq 2 ] || die "usage: pg.sh start DIR"; cmd_start "$2" ;;
 stop) [ $# -eq 2 ] || die "usage: pg.sh stop DIR"; cmd_stop "$2" ;;
 restart) [ $# -eq 2 ] || die "usage: pg.sh restart DIR"; cmd_restart "$2" ;;
-*) die "usage: pg.sh start|stop|restart DIR" ;;
+crash) [ $# -eq 2 ] || die "usage: pg.sh crash DIR"; cmd_crash "$2" ;;
+*) die "usage: pg.sh start|stop|restart|crash DIR" ;;
 esac
