@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,21 +86,23 @@ func (n *notifyTap) drain(quiet time.Duration) []string {
 
 // privateCluster starts a PostgreSQL cluster of the test's own, which the
 // test may crash without disturbing the others. pg runs scripts/pg.sh on it
-// ("crash", "start", ...) and returns what the script printed.
+// ("crash", "start", ...) and returns what the script printed; dir is its
+// data directory.
 //
 // Its port is below both the range pg.sh scans (54320-54420) and the
 // kernel's ephemeral ports: while it is down for seconds, neither another
 // test's cluster nor an httptest server can take it, which would make the
 // instances talk to a stranger.
-func privateCluster(t *testing.T) (string, func(cmd string) string) {
+func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir string) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "hybridrt-dbfault-")
+	parent, err := os.MkdirTemp("", "hybridrt-dbfault-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(dir, 0o755) // the cluster may run as user postgres
+	os.Chmod(parent, 0o755) // the cluster may run as user postgres
+	dir = parent + "/pg"
 	run := func(cmd string, env ...string) (string, error) {
-		c := exec.Command("../../scripts/pg.sh", cmd, dir+"/pg")
+		c := exec.Command("../../scripts/pg.sh", cmd, dir)
 		c.Env = append(os.Environ(), env...)
 		out, err := c.Output()
 		if e, ok := errors.AsType[*exec.ExitError](err); ok {
@@ -107,14 +110,13 @@ func privateCluster(t *testing.T) (string, func(cmd string) string) {
 		}
 		return strings.TrimSpace(string(out)), err
 	}
-	pg := func(cmd string) string {
+	pg = func(cmd string) string {
 		out, err := run(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out
 	}
-	var url string
 	for attempt := 1; ; attempt++ {
 		port := 20000 + rand.IntN(10000)
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
@@ -128,13 +130,13 @@ func privateCluster(t *testing.T) (string, func(cmd string) string) {
 		if attempt == 3 {
 			t.Fatal(err)
 		}
-		os.Remove(dir + "/pg/hybridrt.port") // and try another port
+		os.Remove(dir + "/hybridrt.port") // and try another port
 	}
 	t.Cleanup(func() {
-		exec.Command("../../scripts/pg.sh", "stop", dir+"/pg").Run()
-		os.RemoveAll(dir)
+		exec.Command("../../scripts/pg.sh", "stop", dir).Run()
+		os.RemoveAll(parent)
 	})
-	return url, pg
+	return url, pg, dir
 }
 
 // lifeline is a raw SSE client that records when its stream shows signs of
@@ -266,7 +268,7 @@ func flip(points []readyPoint, t time.Time, status int) time.Duration {
 // is stored and reaches every subscriber.
 func TestPostgresCrash(t *testing.T) {
 	t.Parallel()
-	url, pg := privateCluster(t)
+	url, pg, _ := privateCluster(t)
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -931,5 +933,98 @@ func TestReadOnlyDatabase(t *testing.T) {
 	}
 	for _, st := range []*stream{s, s2} {
 		checkSequence(t, "subscriber", st.collect(1, 10*time.Second), []int64{start + 1})
+	}
+}
+
+// TestStandbyDatabase (TESTPLAN F22, the standby): DATABASE_URL leads to a
+// hot standby (the cluster restarted in standby mode, as after a failover
+// that left the DSN on the old primary's replica). LISTEN is impossible
+// there ("cannot execute LISTEN during recovery"): the listener says so in
+// the log, naming the standby, and the instance is not ready. Publishes get
+// 503 "unavailable" saying read-only. Once the server is a primary again,
+// readiness and publishing come back.
+func TestStandbyDatabase(t *testing.T) {
+	t.Parallel()
+	url, pg, dir := privateCluster(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.Apply(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.DatabaseURL = url
+	in := newInstance(t, pool, cfg)
+	acme := in.signup("Acme")
+	p := in.publisher(acme)
+	start := p.head()
+
+	// standby.signal makes the server start in standby mode: in recovery,
+	// read-only, waiting for WAL that never comes.
+	standby := func(on bool) {
+		t.Helper()
+		pg("stop")
+		if on {
+			writeAsOwner(t, dir+"/standby.signal", dir)
+		} else if err := os.Remove(dir + "/standby.signal"); err != nil {
+			t.Fatal(err)
+		}
+		pg("start")
+		pool.Reset() // drop the connections the stop closed
+	}
+	standby(true)
+	var recovering bool
+	if err := pool.QueryRow(t.Context(), `SELECT pg_is_in_recovery()`).Scan(&recovering); err != nil || !recovering {
+		t.Fatalf("pg_is_in_recovery() = %v (%v), want a standby", recovering, err)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(in.logs.String(), "cannot execute LISTEN during recovery") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no listener error naming recovery within 10 s:\n%s", in.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(in.logs.String(), "point DATABASE_URL at the primary") {
+		t.Errorf("the listener's error does not say what to do")
+	}
+	if in.svc.hub.Listening() {
+		t.Errorf("the listener counts as live on a standby")
+	}
+	if res := in.do("GET", "/readyz", "", ""); res.status != 503 || !strings.Contains(string(res.body), "LISTEN") {
+		t.Errorf("GET /readyz on a standby = %d %s, want 503 naming the LISTEN connection", res.status, res.body)
+	}
+	res := in.do("POST", "/v1/events", acme.APIKey, `{"channel":"c","type":"t"}`)
+	if code := checkProblem(t, "publish to a standby", res, http.StatusServiceUnavailable); code != "unavailable" {
+		t.Errorf("publish to a standby: code %q, want unavailable", code)
+	}
+	if !strings.Contains(string(res.body), "read-only") || res.header.Get("Retry-After") == "" {
+		t.Errorf("publish to a standby = %s %s, want Retry-After and a detail naming read-only", res.header, res.body)
+	}
+
+	standby(false)
+	in.waitReady()
+	ids := p.events(`{"channel":"c","type":"t"}`)
+	if want := strconv.FormatInt(start+1, 10); !slices.Equal(ids, []string{want}) {
+		t.Errorf("first publish on the primary again got %v, want [%s]", ids, want)
+	}
+}
+
+// writeAsOwner creates an empty file owned by the owner of dir (the cluster
+// runs as user postgres when the tests run as root).
+func writeAsOwner(t *testing.T, name, dir string) {
+	t.Helper()
+	if err := os.WriteFile(name, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if err := os.Chown(name, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -38,10 +38,15 @@ var errNoNotifications = errors.New("realtime: LISTEN receives no notifications 
 	"if DATABASE_URL points at a pooler in transaction mode (such as pgbouncer), point it at PostgreSQL " +
 	"or at a session-mode pool; LISTEN needs a session of its own")
 
+// errStandby is a LISTEN refused because the database is a standby in
+// recovery (after a failover, or a DATABASE_URL naming a replica).
+var errStandby = errors.New("realtime: the database is a read-only standby, where LISTEN is impossible: " +
+	"point DATABASE_URL at the primary (after a failover, at the promoted server)")
+
 // Listen holds one dedicated connection in LISTEN and feeds the hub until ctx
-// ends. It reconnects with jittered backoff from 100 ms to maxBackoff; after every
-// (re)connect it catches up every room from the store and wakes every stream,
-// because notifications sent while it was away are lost.
+// ends. It reconnects with jittered backoff from 100 ms to maxBackoff; after
+// every (re)connect it catches up every room from the store and wakes every
+// stream, because notifications sent while it was away are lost.
 func (h *Hub) Listen(ctx context.Context, databaseURL string, log *slog.Logger) error {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
@@ -87,6 +92,10 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		if e, ok := errors.AsType[*pgconn.PgError](err); ok && e.Code == "25006" {
+			err = fmt.Errorf("%w (%w)", errStandby, err)
+			log.Error("realtime: the database refuses LISTEN; live delivery is paused", "err", err)
+		}
 		return err
 	}
 	// Prove that notifications reach this connection before relying on it.
