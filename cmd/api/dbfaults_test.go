@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -101,9 +102,12 @@ func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir s
 	}
 	os.Chmod(parent, 0o755) // the cluster may run as user postgres
 	dir = parent + "/pg"
+	// A database name of its own: the ledger keys tenants by database name
+	// and tenant id, and every private cluster starts again at tenant 1.
+	db := strings.ReplaceAll(filepath.Base(parent), "-", "_")
 	run := func(cmd string, env ...string) (string, error) {
 		c := exec.Command("../../scripts/pg.sh", cmd, dir)
-		c.Env = append(os.Environ(), env...)
+		c.Env = append(os.Environ(), append(env, "PG_DATABASE="+db)...)
 		out, err := c.Output()
 		if e, ok := errors.AsType[*exec.ExitError](err); ok {
 			err = fmt.Errorf("pg.sh %s: %w\n%s", cmd, err, e.Stderr)
