@@ -121,6 +121,10 @@ func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir s
 		}
 		return out
 	}
+	t.Cleanup(func() {
+		exec.Command("../../scripts/pg.sh", "stop", dir).Run()
+		os.RemoveAll(parent)
+	})
 	for attempt := 1; ; attempt++ {
 		port := 20000 + rand.IntN(10000)
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
@@ -136,10 +140,6 @@ func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir s
 		}
 		os.Remove(dir + "/hybridrt.port") // and try another port
 	}
-	t.Cleanup(func() {
-		exec.Command("../../scripts/pg.sh", "stop", dir).Run()
-		os.RemoveAll(parent)
-	})
 	return url, pg, dir
 }
 
