@@ -1249,7 +1249,8 @@ func TestInvalidKeyFlood(t *testing.T) {
 	t.Parallel()
 	in := newInstance(t, pgtest.NewDB(t), testConfig())
 	acme := in.signup("Acme")
-	guess := withSecret(acme.APIKey, strings.Repeat("x", 32))
+	secretLen := len(acme.APIKey) - len("hrt_") - 12 - 1 - 6
+	guess := withSecret(acme.APIKey, strings.Repeat("x", secretLen))
 
 	var got map[int]int
 	for range 150 {
@@ -1266,6 +1267,10 @@ func TestInvalidKeyFlood(t *testing.T) {
 	}
 	if got[401] < 100 || got[401] > 110 || got[429] < 40 {
 		t.Fatalf("150 invalid keys from one address: %v; want about 100 × 401, then 429", got)
+	}
+	// A malformed key costs no lookup, so it is refused as ever, not counted.
+	if res := in.do("GET", "/v1/tenant", "hrt_nonsense", ""); res.status != 401 {
+		t.Errorf("a malformed key during the flood = %d, want 401", res.status)
 	}
 
 	// Another address is not locked out.

@@ -65,20 +65,27 @@ func newAPIKey() (key, lookup string, hash []byte) {
 // Any malformed key, including one whose checksum does not match, is
 // ErrInvalidKey, found without touching the database.
 func parseAPIKey(key string) (lookup string, hash []byte, err error) {
-	if len(key) != apiKeyLength || !strings.HasPrefix(key, keyScheme) {
+	if !wellFormed(key) {
 		return "", nil, ErrInvalidKey
+	}
+	rest := key[len(keyScheme) : len(key)-checkLen]
+	h := sha256.Sum256([]byte(rest[lookupLen+1:]))
+	return rest[:lookupLen], h[:], nil
+}
+
+// wellFormed reports whether key has an API key's shape and checksum: only
+// such a key costs a lookup.
+func wellFormed(key string) bool {
+	if len(key) != apiKeyLength || !strings.HasPrefix(key, keyScheme) {
+		return false
 	}
 	body, check := key[:len(key)-checkLen], key[len(key)-checkLen:]
 	rest := body[len(keyScheme):]
 	if rest[lookupLen] != '_' {
-		return "", nil, ErrInvalidKey
+		return false
 	}
 	lookup, secret := rest[:lookupLen], rest[lookupLen+1:]
-	if !isBase62(lookup) || !isBase62(secret) || checksum(body) != check {
-		return "", nil, ErrInvalidKey
-	}
-	h := sha256.Sum256([]byte(secret))
-	return lookup, h[:], nil
+	return isBase62(lookup) && isBase62(secret) && checksum(body) == check
 }
 
 func isBase62(s string) bool {

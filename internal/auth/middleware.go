@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -63,8 +65,13 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 				p.Write(w)
 				return
 			}
-			budget := failures.of(r)
-			if budget.Tokens() < 1 {
+			// Only a well-formed key costs a lookup; a malformed one is
+			// refused without, so it is not counted.
+			var budget *rate.Limiter
+			if wellFormed(token) {
+				budget = failures.of(r)
+			}
+			if budget != nil && budget.Tokens() < 1 {
 				web.NewProblem(http.StatusTooManyRequests, "too_many_failed_attempts",
 					"too many invalid API keys from this address; check the key, and retry later").
 					WithHeader("Retry-After", "1").Write(w)
@@ -72,7 +79,9 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 			}
 			tenantID, keyID, err := keys.Authenticate(r.Context(), token)
 			if errors.Is(err, ErrInvalidKey) {
-				budget.Allow() // spend one of the address's failures
+				if budget != nil {
+					budget.Allow() // spend one of the address's failures
+				}
 				web.NewProblem(http.StatusUnauthorized, "invalid_api_key",
 					"the API key is not valid: it may be mistyped or revoked").
 					WithHeader("WWW-Authenticate", `Bearer realm="hybridrt", error="invalid_token"`).
