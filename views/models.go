@@ -81,6 +81,7 @@ type TokenResult struct {
 // TenantRow is one tenant in the operator view.
 type TenantRow struct {
 	ID, Name, Created, Connections, EventsStored, EventsTotal string
+	SuspendedAt                                               string // empty while active
 }
 
 // InstanceRow is one instance in the operator view.

@@ -50,6 +50,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	signup := auth.SignupPolicy{Open: cfg.SignupOpen, OperatorToken: cfg.OperatorToken}
 	apiKey := auth.RequireAPIKey(log, s.keys)
 	limit := auth.RateLimit(cfg.PublishRate)
+	active := tenant.RequireActive(log, s.status) // after the credential check: 403 tenant_suspended
 
 	r.Get("/healthz", handleHealthz)
 	r.Get("/readyz", handleReadyz(s))
@@ -68,10 +69,13 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Use(auth.RequireOperator(cfg.OperatorToken))
 			r.Get("/tenants/{id}/quotas", tenant.HandleGetQuotas(log, s.tenants))
 			r.Put("/tenants/{id}/quotas", tenant.HandlePutQuotas(log, s.tenants, s.quotas))
+			r.Get("/tenants/{id}", tenant.HandleGetAccount(log, s.tenants))
+			r.Post("/tenants/{id}/suspend", tenant.HandleSuspend(log, s.status))
+			r.Post("/tenants/{id}/resume", tenant.HandleResume(log, s.status))
 		})
 
 		r.Group(func(r chi.Router) {
-			r.Use(apiKey)
+			r.Use(apiKey, active)
 			r.Get("/tenant", tenant.HandleGet(log, s.tenants))
 
 			r.Post("/keys", auth.HandleCreateKey(log, s.keys))
@@ -95,7 +99,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	console := &admin.Console{
 		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Verifier: s.verifier, Tickets: s.tickets,
 		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
-		Limits: s.limits, Signup: signup, PublicURL: cfg.PublicURL,
+		Limits: s.limits, Status: s.status, Signup: signup, PublicURL: cfg.PublicURL,
 	}
 	r.Route("/console", func(r chi.Router) {
 		r.Use(admin.Headers, admin.CrossOrigin)
@@ -109,6 +113,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		r.Post("/operator/login", console.HandleOperatorLogin)
 		r.With(console.RequireSession).Post("/logout", console.HandleLogout)
 		r.With(console.RequireOperator).Get("/operator", console.HandleOperator)
+		r.With(console.RequireOperator).Post("/operator/tenants/{id}/suspend", console.HandleSuspendTenant)
+		r.With(console.RequireOperator).Post("/operator/tenants/{id}/resume", console.HandleResumeTenant)
 
 		r.Group(func(r chi.Router) {
 			r.Use(console.RequireTenant)
@@ -131,17 +137,17 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	})
 
 	r.Route("/api/realtime", func(r chi.Router) {
-		r.With(withDeadline(apiDeadline), console.OrAPIKey(apiKey), limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
+		r.With(withDeadline(apiDeadline), console.OrAPIKey(apiKey), active, limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
 
 		// Subscribers' pages live on the tenant's own origin: allow any origin.
 		// Safe, as these routes take bearer tokens and tickets, never cookies.
 		r.Group(func(r chi.Router) {
 			r.Use(subscriberCORS)
 			jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
-			r.With(jwtOnly).Post("/tickets", auth.HandleTicket(log, s.tickets))
-			r.With(jwtOnly).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
-			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true)).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
-			r.With(jwtOnly).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
+			r.With(jwtOnly, active).Post("/tickets", auth.HandleTicket(log, s.tickets))
+			r.With(jwtOnly, active).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
+			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
+			r.With(jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
 			// Preflight requests (for the Authorization header) end in the CORS
 			// middleware; these routes only give them something to match.
 			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })

@@ -28,6 +28,7 @@ type services struct {
 	sessions *admin.Sessions
 	tenants  *tenant.Store
 	quotas   *tenant.QuotaCache
+	status   *tenant.Status
 	limits   *realtime.Limits
 }
 
@@ -40,6 +41,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	store := realtime.NewStore(pool)
 	tenants := tenant.NewStore(pool)
 	quotas := tenant.NewQuotaCache(tenants)
+	status := tenant.NewStatus(tenants)
 	return &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),
@@ -49,17 +51,19 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 		store:    store,
 		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
 		pub:      realtime.NewPublisher(pool),
-		registry: realtime.NewRegistry(pool),
+		registry: realtime.NewRegistry(pool, status),
 		sessions: admin.NewSessions(pool),
 		tenants:  tenants,
 		quotas:   quotas,
+		status:   status,
 		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas),
 	}, nil
 }
 
 // start runs the background parts in g until ctx ends: the LISTEN loop, the
 // group-commit publisher, the connection registry, the key-usage writer, the
-// retention pruner and the NOTIFY queue watch.
+// retention pruner (which keeps pruning suspended tenants' events too), the
+// NOTIFY queue watch and the re-reading of suspended tenants.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
 	s.hub.ProbeEvery = cfg.Stream.Heartbeat
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
@@ -69,4 +73,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.store.RunPruner(ctx, log, cfg.EventRetention, time.Minute) })
 	g.Go(func() error { return s.sessions.Run(ctx, log) })
 	g.Go(func() error { return realtime.WatchNotifyQueue(ctx, s.pool, log, cfg.NotifyQueue) })
+	g.Go(func() error { return s.status.Run(ctx, log) })
 }

@@ -45,6 +45,7 @@ type Console struct {
 	Publisher *realtime.Publisher
 	Registry  *realtime.Registry
 	Limits    *realtime.Limits
+	Status    *tenant.Status // which tenants the operator suspended
 	Signup    auth.SignupPolicy
 	PublicURL string
 
@@ -188,8 +189,35 @@ func (c *Console) require(fits func(Session) bool, operator bool, next http.Hand
 		if !sess.Operator {
 			ctx = tenant.WithID(ctx, sess.TenantID)
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		r = r.WithContext(ctx)
+		if !sess.Operator && c.refuseSuspended(w, r, sess.TenantID) {
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// suspendedMessage tells a suspended tenant's developers what happened.
+const suspendedMessage = "This tenant is suspended by the operator of this service: its API keys, tokens and streams are refused, and the console is closed to it. Nothing was deleted; ask the operator to resume it."
+
+// refuseSuspended answers a suspended tenant's console request, keeping the
+// session so the console works again once the operator resumes the tenant.
+func (c *Console) refuseSuspended(w http.ResponseWriter, r *http.Request, id tenant.ID) bool {
+	suspended, err := c.Status.Suspended(r.Context(), id)
+	switch {
+	case err != nil:
+		c.fail(w, r, err)
+	case !suspended:
+		return false
+	case r.Method != http.MethodGet && r.Method != http.MethodHead || strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		tenant.SuspendedProblem().Write(w)
+	case r.Header.Get("HX-Request") == "true":
+		w.Header().Set("HX-Redirect", "/console/overview") // a fragment: show the whole page's explanation
+		w.WriteHeader(http.StatusForbidden)
+	default:
+		c.render(w, r, http.StatusForbidden, views.ErrorPage(c.page(r, "Tenant suspended", ""), suspendedMessage))
+	}
+	return true
 }
 
 // page returns the view model every page needs.

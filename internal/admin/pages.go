@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,6 +61,16 @@ func (c *Console) HandleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		c.fail(w, r, err)
+		return
+	}
+	suspended, err := c.Status.Suspended(r.Context(), tenantID)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if suspended { // the key is right: say why it cannot log in
+		f.Errors["apiKey"] = suspendedMessage
+		c.render(w, r, http.StatusForbidden, views.LoginPage(c.page(r, "Log in", ""), f))
 		return
 	}
 	c.startSession(w, r, tenantID, false, "/console/overview")
@@ -440,6 +451,32 @@ func (c *Console) HandleOperatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.render(w, r, http.StatusOK, views.OperatorLoginPage(c.page(r, "Operator login", ""), f))
+}
+
+// HandleSuspendTenant serves POST /console/operator/tenants/{id}/suspend,
+// as POST /v1/operator/tenants/{id}/suspend does.
+func (c *Console) HandleSuspendTenant(w http.ResponseWriter, r *http.Request) {
+	c.changeStatus(w, r, c.Status.Suspend)
+}
+
+// HandleResumeTenant serves POST /console/operator/tenants/{id}/resume.
+func (c *Console) HandleResumeTenant(w http.ResponseWriter, r *http.Request) {
+	c.changeStatus(w, r, c.Status.Resume)
+}
+
+func (c *Console) changeStatus(w http.ResponseWriter, r *http.Request, change func(context.Context, tenant.ID) (tenant.Account, error)) {
+	err := tenant.ErrNotFound
+	if id, perr := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64); perr == nil {
+		_, err = change(r.Context(), tenant.ID(id))
+	}
+	switch {
+	case errors.Is(err, tenant.ErrNotFound):
+		c.render(w, r, http.StatusNotFound, views.ErrorPage(c.page(r, "No such tenant", "operator"), "No tenant has that id."))
+	case err != nil:
+		c.fail(w, r, err)
+	default:
+		http.Redirect(w, r, "/console/operator", http.StatusSeeOther)
+	}
 }
 
 // HandleOperator serves GET /console/operator: every tenant and instance.

@@ -76,7 +76,7 @@ func (c *Console) recentEvents(ctx context.Context, tenantID tenant.ID, n int) (
 // operatorView lists every tenant with its counts, and every instance.
 func (c *Console) operatorView(ctx context.Context) ([]views.TenantRow, []views.InstanceRow, error) {
 	rows, err := c.Pool.Query(ctx, `
-		SELECT t.id, t.name, t.created_at, t.event_seq,
+		SELECT t.id, t.name, t.created_at, t.suspended_at, t.event_seq,
 		       (SELECT count(*) FROM events e WHERE e.tenant_id = t.id),
 		       (SELECT count(*) FROM connections c JOIN instances i ON i.id = c.instance_id
 		         WHERE c.tenant_id = t.id AND i.heartbeat_at > now() - interval '20 seconds')
@@ -89,10 +89,15 @@ func (c *Console) operatorView(ctx context.Context) ([]views.TenantRow, []views.
 			id, total, stored, conns int64
 			name                     string
 			created                  time.Time
+			suspended                *time.Time
 		)
-		err := row.Scan(&id, &name, &created, &total, &stored, &conns)
-		return views.TenantRow{ID: strconv.FormatInt(id, 10), Name: name, Created: dateTime(created),
-			Connections: strconv.FormatInt(conns, 10), EventsStored: strconv.FormatInt(stored, 10), EventsTotal: strconv.FormatInt(total, 10)}, err
+		err := row.Scan(&id, &name, &created, &suspended, &total, &stored, &conns)
+		tr := views.TenantRow{ID: strconv.FormatInt(id, 10), Name: name, Created: dateTime(created),
+			Connections: strconv.FormatInt(conns, 10), EventsStored: strconv.FormatInt(stored, 10), EventsTotal: strconv.FormatInt(total, 10)}
+		if suspended != nil {
+			tr.SuspendedAt = dateTime(*suspended)
+		}
+		return tr, err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin: list tenants: %w", err)

@@ -19,6 +19,9 @@ import (
 func (c *Console) HandleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tid := tenant.FromContext(ctx)
+	// The log ends when the operator suspends the tenant; its reconnect then gets the 403.
+	suspended := c.Status.Watch(tid)
+	defer c.Status.Unwatch(tid)
 	pos, err := c.Store.Position(ctx, tid)
 	if err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
@@ -81,6 +84,8 @@ func (c *Console) HandleEventStream(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-c.Hub.Done():
+			return
+		case <-suspended:
 			return
 		case <-sub.Wake():
 		case <-heartbeat.C:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
@@ -16,7 +17,9 @@ const MaxPollTimeout = 30 * time.Second
 // HandlePoll serves GET /api/realtime/polling: the events after cursor on
 // the requested channels, at once if there are any, else as soon as one
 // arrives, else an empty answer after timeout seconds (default 25, at most
-// 30). The returned cursor is an event id, interchangeable with SSE ids.
+// 30). The returned cursor is an event id, interchangeable with SSE ids. A
+// poll held when the operator suspends its tenant ends with 403
+// tenant_suspended.
 func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.HandlerFunc {
 	type response struct {
 		Events []*Event `json:"events"`
@@ -80,6 +83,9 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 				return
 			case <-hub.Done():
 			case <-deadline.C:
+			case <-conn.TenantSuspended():
+				tenant.SuspendedProblem().Write(w)
+				return
 			}
 			encodeEvents(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10)})
 			return

@@ -48,17 +48,24 @@ type Conn struct {
 	UserAgent   string    `json:"userAgent"`
 	ConnectedAt time.Time `json:"connectedAt"`
 
-	expires atomic.Int64 // unix nanoseconds; renewed in place
+	expires   atomic.Int64    // unix nanoseconds; renewed in place
+	suspended <-chan struct{} // closed when the tenant is suspended or deleted
 }
 
 // Expires returns when the connection's token expires.
 func (c *Conn) Expires() time.Time { return time.Unix(0, c.expires.Load()) }
+
+// TenantSuspended is closed when the operator suspends the connection's
+// tenant, or the tenant is deleted: at once on the instance that suspends it,
+// within tenant.StatusRefresh on the others. The stream or poll must then end.
+func (c *Conn) TenantSuspended() <-chan struct{} { return c.suspended }
 
 // Registry tracks this instance's live connections and mirrors them into the
 // connections table, with a heartbeat, so every instance can list every
 // tenant's connections and a dead instance's vanish on their own.
 type Registry struct {
 	pool       *pgxpool.Pool
+	status     *tenant.Status
 	instanceID string
 
 	mu       sync.Mutex
@@ -68,13 +75,15 @@ type Registry struct {
 	removed  map[string]bool  // not yet deleted
 }
 
-// NewRegistry returns a registry for this instance.
-func NewRegistry(pool *pgxpool.Pool) *Registry {
+// NewRegistry returns a registry for this instance. It ends the
+// connections of the tenants that status reports suspended.
+func NewRegistry(pool *pgxpool.Pool, status *tenant.Status) *Registry {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return &Registry{
 		pool:       pool,
+		status:     status,
 		instanceID: fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:])),
 		live:       map[string]*Conn{},
 		byTenant:   map[tenant.ID]int{},
@@ -94,7 +103,9 @@ func NewConnID() string {
 }
 
 // Add registers c, or refuses it with ErrTooManyConnections when its tenant
-// already has max connections on this instance.
+// already has max connections on this instance. From then on, c's
+// TenantSuspended closes when its tenant is suspended, at once if it already is
+// (it may have been suspended since the request was let in).
 func (g *Registry) Add(c *Conn, expires time.Time, max int) error {
 	c.Instance = g.instanceID
 	c.expires.Store(expires.UnixNano())
@@ -106,6 +117,7 @@ func (g *Registry) Add(c *Conn, expires time.Time, max int) error {
 	g.byTenant[c.TenantID]++
 	g.live[c.ID] = c
 	g.added[c.ID] = c
+	c.suspended = g.status.Watch(c.TenantID)
 	connectionsGauge.WithLabelValues(c.Transport).Inc()
 	return nil
 }
@@ -117,6 +129,7 @@ func (g *Registry) Remove(c *Conn) {
 	if _, ok := g.live[c.ID]; !ok {
 		return
 	}
+	g.status.Unwatch(c.TenantID)
 	delete(g.live, c.ID)
 	if g.byTenant[c.TenantID]--; g.byTenant[c.TenantID] == 0 {
 		delete(g.byTenant, c.TenantID)

@@ -242,6 +242,10 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 			if flush() != nil {
 				return "write failed or timed out"
 			}
+		case <-st.conn.TenantSuspended():
+			out.write(systemFrame("token_expired", "", map[string]string{"code": "tenant_suspended", "reason": "the tenant is suspended by the operator of this service"}))
+			_ = flush()
+			return "tenant suspended"
 		case <-expiry.C:
 			if exp := st.reg.refreshExpiry(ctx, st.conn); time.Until(exp) > 0 {
 				expiry.Reset(time.Until(exp)) // renewed in place

@@ -49,7 +49,7 @@ func TestSSENonFlusher(t *testing.T) {
 	store := NewStore(pool)
 	hub := NewHub(store, DefaultRingSize)
 	defer hub.Close()
-	reg := NewRegistry(pool)
+	reg := NewRegistry(pool, tenant.NewStatus(tenant.NewStore(pool)))
 	limits := NewLimits(DefaultPublishConfig, DefaultStreamConfig, 100, tenant.NewQuotaCache(tenant.NewStore(pool)))
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))

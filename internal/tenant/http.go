@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -79,5 +80,61 @@ func HandlePutQuotas(log *slog.Logger, store *Store, cache *QuotaCache) http.Han
 		}
 		cache.Forget(id)
 		web.Encode(w, http.StatusOK, q)
+	}
+}
+
+// HandleGetAccount serves GET /v1/operator/tenants/{id}: the tenant with its status.
+func HandleGetAccount(log *slog.Logger, store *Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := idParam(r)
+		if !ok {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		a, err := store.Account(r.Context(), id)
+		answerAccount(w, r, log, a, err)
+	}
+}
+
+// HandleSuspend serves POST /v1/operator/tenants/{id}/suspend: the tenant's
+// API keys, subscriber tokens and tickets get 403 tenant_suspended, and its
+// open streams and held long-polls end, on every instance within
+// StatusRefresh. Its data, keys and events stay (retention still prunes),
+// so resuming restores everything. Suspending twice changes nothing.
+func HandleSuspend(log *slog.Logger, status *Status) http.HandlerFunc {
+	return handleStatus(log, status.Suspend)
+}
+
+// HandleResume serves POST /v1/operator/tenants/{id}/resume: the tenant's
+// credentials work again, and its clients resume from their last event id.
+func HandleResume(log *slog.Logger, status *Status) http.HandlerFunc {
+	return handleStatus(log, status.Resume)
+}
+
+func handleStatus(log *slog.Logger, change func(context.Context, ID) (Account, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := idParam(r)
+		if !ok {
+			web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+			return
+		}
+		a, err := change(r.Context(), id)
+		if err == nil {
+			log.LogAttrs(r.Context(), slog.LevelInfo, "tenant status changed by the operator",
+				slog.String("request_id", web.RequestID(r.Context())),
+				slog.Int64("tenant_id", int64(id)), slog.Bool("suspended", a.Suspended))
+		}
+		answerAccount(w, r, log, a, err)
+	}
+}
+
+func answerAccount(w http.ResponseWriter, r *http.Request, log *slog.Logger, a Account, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		web.Error(w, http.StatusNotFound, "tenant_not_found", "no tenant has that id")
+	case err != nil:
+		web.Fail(w, r, log, web.Unavailable(err))
+	default:
+		web.Encode(w, http.StatusOK, a)
 	}
 }
