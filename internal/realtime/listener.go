@@ -32,6 +32,11 @@ const maxBackoff = time.Second
 // probeTimeout is how long a self-probe notification may take to come back.
 const probeTimeout = 5 * time.Second
 
+// queryTimeout bounds the listener's reads: a path that goes silent in the
+// middle of one (blackholed, no RST) must not hold the listener forever,
+// out of reach of its self-probe.
+const queryTimeout = 5 * time.Second
+
 // errNoNotifications is a LISTEN connection that does not receive what is
 // notified: typically a pooler in transaction mode between us and PostgreSQL.
 var errNoNotifications = errors.New("realtime: LISTEN receives no notifications on this connection: " +
@@ -210,7 +215,9 @@ func (h *Hub) probe(ctx context.Context, conn *pgx.Conn) error {
 // catchUp brings a room up to the store's head: a new room starts there, a
 // known one reads what it missed.
 func (h *Hub) catchUp(ctx context.Context, conn *pgx.Conn, r *room) error {
-	pos, err := position(ctx, conn, r.tenantID)
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	pos, err := position(qctx, conn, r.tenantID)
 	if errors.Is(err, tenant.ErrNotFound) {
 		return nil
 	}
@@ -228,7 +235,7 @@ func (h *Hub) catchUp(ctx context.Context, conn *pgx.Conn, r *room) error {
 	if pos.Head <= last {
 		return nil
 	}
-	evs, err := readRange(ctx, conn, r.tenantID, last, pos.Head)
+	evs, err := readRange(qctx, conn, r.tenantID, last, pos.Head)
 	if err != nil {
 		return err
 	}
@@ -265,7 +272,9 @@ func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payloads ...string) er
 		if !ready || newest[tenantID] <= have {
 			continue
 		}
-		evs, err := readRange(ctx, conn, tenantID, have, newest[tenantID])
+		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		evs, err := readRange(qctx, conn, tenantID, have, newest[tenantID])
+		cancel()
 		if err != nil {
 			return err
 		}
