@@ -245,6 +245,25 @@ func (p *apiProc) signal(sig syscall.Signal) {
 	}
 }
 
+// freeze SIGSTOPs the process and waits until the kernel shows it stopped:
+// the signal is delivered asynchronously, and a process still running for a
+// moment could take events meant to be published behind its back.
+func (p *apiProc) freeze() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		// The state follows the command name in parentheses: "pid (comm) T ...".
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("instance %s not stopped 5 s after SIGSTOP (%v)", p.name, err)
+		}
+	}
+}
+
 // kill SIGKILLs the process and waits for it to be gone.
 func (p *apiProc) kill() {
 	p.t.Helper()
@@ -1341,7 +1360,7 @@ func TestProcessReconnectStorm(t *testing.T) {
 
 	// Freeze A, so the backlog is published behind its subscribers' backs,
 	// then kill it: every subscriber is at the same position, 200 behind.
-	a.signal(syscall.SIGSTOP)
+	a.freeze()
 	c := client.New(b.url, ten.APIKey)
 	for i := 0; i < backlog; i += 50 {
 		var evs []client.EventInput
