@@ -298,6 +298,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		channel:  o.channel,
 		batch:    o.batch,
 		interval: interval,
+		latency:  new(histogram),
 	}
 	var cpuBefore, cpuAfter time.Duration
 	if o.pid != 0 {
@@ -437,6 +438,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	r.line("subscriber open time s", "%.2f", openTime.Seconds())
 	r.line("subscriber reconnects", "%d", reconnects)
 	r.line("subscribers gave up", "%d", lost)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 	r.line("publishers", "%d", o.publishers)
 	r.line("batch", "%d", o.batch)
 	if o.rate > 0 {
@@ -464,6 +466,8 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	r.line("events acknowledged", "%d", nAcked)
 	r.line("publish throughput events/s", "%.1f", float64(nAcked)/pubTime.Seconds())
 	r.line("publish throughput requests/s", "%.1f", float64(reqOK)/pubTime.Seconds())
+	r.line("publish latency p50 ms", "%s", ms(pcfg.latency.quantile(0.50)))
+	r.line("publish latency p99 ms", "%s", ms(pcfg.latency.quantile(0.99)))
 	if short > 0 || dupAcked > 0 {
 		r.line("publish answers with a wrong number of ids", "%d", short)
 		r.line("ids acknowledged twice", "%d", dupAcked)
@@ -480,7 +484,6 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		r.line("token_expired events", "%d", expired)
 		r.line("events without a send time", "%d", noTime)
 	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 	r.line("latency samples", "%d", latency.count())
 	r.line("latency p50 ms", "%s", ms(latency.quantile(0.50)))
 	r.line("latency p90 ms", "%s", ms(latency.quantile(0.90)))

@@ -20,6 +20,7 @@ type publishConfig struct {
 	batch   int
 	// interval between one publisher's requests; 0 sends as fast as possible.
 	interval time.Duration
+	latency  *histogram // from sending a request to reading its 201
 }
 
 // publisher sends publish requests on its own schedule and remembers every
@@ -112,6 +113,7 @@ func (p *publisher) publishOnce(ctx context.Context) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+p.cfg.apiKey)
+	sent := time.Now()
 	resp, err := p.cfg.client.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -137,6 +139,7 @@ func (p *publisher) publishOnce(ctx context.Context) {
 		return
 	}
 	p.ok++
+	p.cfg.latency.observe(time.Since(sent))
 	if len(out.IDs) != p.cfg.batch {
 		p.short++
 	}

@@ -4,11 +4,11 @@
 //
 // # Data flow
 //
-//	POST /v1/events ─► Publisher ─► one transaction per group:
-//	                                  UPDATE tenants SET event_seq = event_seq + n   (ids, row lock)
-//	                                  INSERT INTO events … (unnest)
+//	POST /v1/events ─► Publisher ─► one statement per group, committed on its own:
+//	                                  WITH … UPDATE tenants SET event_seq = event_seq + n   (ids, row lock)
+//	                                       … INSERT INTO events … (unnest)
 //	                                  SELECT pg_notify('hybridrt_events', 'tenant:first:last')
-//	                                  COMMIT ─► 201 {"ids":[…]}
+//	                                  ─► 201 {"ids":[…]}
 //	PostgreSQL ─NOTIFY─► every instance's listener (one dedicated connection)
 //	             ─► reads the rows once (id > room.last) into the tenant's ring
 //	             ─► wakes the subscriptions whose channels they touch
@@ -25,8 +25,21 @@
 // database-wide lock at commit, so PostgreSQL commits them one at a time
 // (about 6,000/s on the dev machine). The Publisher therefore commits the
 // requests that queue up while one transaction is in flight together in the
-// next: one id range per tenant, one INSERT, one NOTIFY per tenant. An idle
-// publisher commits a lone request at once, adding no wait.
+// next: one id range per tenant, one INSERT, one NOTIFY per tenant, all in
+// one statement that commits on its own, so a group costs one round trip.
+// (A group with Idempotency-Keys is a transaction that claims the keys
+// first.) An idle publisher commits a lone request at once, adding no wait.
+//
+// # Streams
+//
+// Over HTTP/1.1 an SSE handler takes the TCP connection over (hijacks it)
+// and returns, and a fresh goroutine streams: net/http would otherwise keep
+// the request's buffers, headers and a deep stack for the stream's life,
+// most of an idle stream's memory. Frames are encoded once per event and
+// shared; a stream sends each batch as one HTTP chunk with a writev of
+// references to them. A second small goroutine blocked in Read notices the
+// client leaving. Where the connection cannot be taken (HTTP/2, a middleware
+// that hides it) the stream runs in the handler through the ResponseWriter.
 //
 // # Ordering and loss
 //
