@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -169,13 +171,9 @@ func (p *Publisher) acquire(ctx context.Context, group []*publishRequest) (*pgxp
 	return conn, nil
 }
 
-// commit writes a group, all of it or none. On error every request in the
+// commit writes a group in one transaction. On error every request in the
 // group fails (nothing was stored); a request whose idempotency key replays
 // or mismatches gets its own outcome without failing the others.
-//
-// A group without idempotency keys is one statement, committed on its own:
-// one round trip to the database. With keys it is a transaction that claims
-// them first.
 func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 	// Requests in one group with the same tenant and key: the later ones
 	// replay the first, as if they had come after it.
@@ -186,13 +184,11 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 	firstWith := map[idem]*publishRequest{}
 	var followers []*publishRequest
 	var fresh []*publishRequest
-	keys := false
 	for _, r := range group {
 		if r.idemKey == "" {
 			fresh = append(fresh, r)
 			continue
 		}
-		keys = true
 		k := idem{r.tenantID, r.idemKey}
 		if _, ok := firstWith[k]; ok {
 			followers = append(followers, r)
@@ -207,35 +203,116 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 		return err
 	}
 	defer conn.Release()
-	hook := p.fault.Load()
-	if !keys && hook == nil {
-		err = insertGroup(ctx, conn, fresh)
-	} else {
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			keep, err := claimKeys(ctx, tx, fresh)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Claim idempotency keys. A key held by a transaction in flight
+		// elsewhere makes this wait for it, then see its committed row.
+		var keep []*publishRequest
+		for _, r := range fresh {
+			if r.idemKey == "" {
+				keep = append(keep, r)
+				continue
+			}
+			var claimed bool
+			err := tx.QueryRow(ctx, `
+				INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
+				ON CONFLICT (tenant_id, key) DO UPDATE
+				   SET request_hash = EXCLUDED.request_hash, ids = NULL, created_at = now()
+				 WHERE idempotency_keys.created_at < now() - interval '24 hours'
+				RETURNING true`, r.tenantID, r.idemKey, r.idemHash).Scan(&claimed)
+			if err == nil {
+				keep = append(keep, r)
+				continue
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			var hash []byte
+			if err := tx.QueryRow(ctx, `SELECT request_hash, ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
+				r.tenantID, r.idemKey).Scan(&hash, &r.ids); err != nil {
+				return err
+			}
+			if !bytes.Equal(hash, r.idemHash) {
+				r.err = ErrIdempotencyMismatch
+			}
+			r.replayed = true
+		}
+
+		// Take each tenant's ids in ascending tenant order, so two instances'
+		// groups lock tenant rows in the same order and cannot deadlock.
+		count := map[tenant.ID]int64{}
+		for _, r := range keep {
+			count[r.tenantID] += int64(len(r.drafts))
+		}
+		tenants := make([]tenant.ID, 0, len(count))
+		for t := range count {
+			tenants = append(tenants, t)
+		}
+		slices.Sort(tenants)
+		next := map[tenant.ID]int64{} // the next id to hand out
+		last := map[tenant.ID]int64{}
+		for _, t := range tenants {
+			var seq int64
+			err := tx.QueryRow(ctx, `UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq`,
+				t, count[t]).Scan(&seq)
 			if err != nil {
-				return err
+				return fmt.Errorf("take ids for tenant %d: %w", t, err)
 			}
-			if err := insertGroup(ctx, tx, keep); err != nil {
-				return err
+			next[t], last[t] = seq-count[t]+1, seq
+		}
+
+		var (
+			tids     []int64
+			ids      []int64
+			channels []string
+			types    []string
+			datas    []string
+		)
+		for _, r := range keep {
+			r.ids = make([]int64, len(r.drafts))
+			for i, d := range r.drafts {
+				id := next[r.tenantID]
+				next[r.tenantID]++
+				r.ids[i] = id
+				tids = append(tids, int64(r.tenantID))
+				ids = append(ids, id)
+				channels = append(channels, d.Channel)
+				types = append(types, d.Type)
+				datas = append(datas, string(d.Data))
 			}
-			batch := &pgx.Batch{}
-			for _, r := range keep {
-				if r.idemKey != "" && r.err == nil {
-					batch.Queue(`UPDATE idempotency_keys SET ids = $3 WHERE tenant_id = $1 AND key = $2`, r.tenantID, r.idemKey, r.ids)
-				}
+		}
+
+		batch := &pgx.Batch{}
+		if len(ids) > 0 {
+			// clock_timestamp, not now(): taken after the tenant lock, so times
+			// rise with ids and retention prunes in id order.
+			batch.Queue(`
+				INSERT INTO events (tenant_id, id, channel, type, data, created_at)
+				SELECT t, i, c, ty, d::json, clock_timestamp()
+				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u (t, i, c, ty, d)`,
+				tids, ids, channels, types, datas)
+		}
+		for _, r := range keep {
+			if r.idemKey != "" {
+				batch.Queue(`UPDATE idempotency_keys SET ids = $3 WHERE tenant_id = $1 AND key = $2`, r.tenantID, r.idemKey, r.ids)
 			}
-			if batch.Len() > 0 {
-				if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-					return err
-				}
-			}
-			if hook != nil {
-				return (*hook)(ctx, tx)
-			}
+		}
+		for _, t := range tenants {
+			// The payload names ids only, far below NOTIFY's 8000-byte limit
+			// whatever the events' size; listeners read the rows.
+			payload := strconv.FormatInt(int64(t), 10) + ":" + strconv.FormatInt(last[t]-count[t]+1, 10) + ":" + strconv.FormatInt(last[t], 10)
+			batch.Queue(`SELECT pg_notify($1, $2)`, notifyChannel, payload)
+		}
+		if batch.Len() == 0 {
 			return nil
-		})
-	}
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		if h := p.fault.Load(); h != nil {
+			return (*h)(ctx, tx)
+		}
+		return nil
+	})
 	if err != nil {
 		for _, r := range group {
 			r.ids, r.replayed, r.err = nil, false, nil
@@ -252,142 +329,6 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			f.err = ErrIdempotencyMismatch
 		default:
 			f.ids = first.ids
-		}
-	}
-	return nil
-}
-
-// claimKeys claims the requests' idempotency keys and returns the requests
-// to store: those without a key or with a key claimed now. A key held by a
-// transaction in flight elsewhere makes this wait for it, then see its
-// committed row; a key already used replays its ids (or mismatches).
-func claimKeys(ctx context.Context, tx pgx.Tx, fresh []*publishRequest) ([]*publishRequest, error) {
-	var keep []*publishRequest
-	for _, r := range fresh {
-		if r.idemKey == "" {
-			keep = append(keep, r)
-			continue
-		}
-		var claimed bool
-		err := tx.QueryRow(ctx, `
-			INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
-			ON CONFLICT (tenant_id, key) DO UPDATE
-			   SET request_hash = EXCLUDED.request_hash, ids = NULL, created_at = now()
-			 WHERE idempotency_keys.created_at < now() - interval '24 hours'
-			RETURNING true`, r.tenantID, r.idemKey, r.idemHash).Scan(&claimed)
-		if err == nil {
-			keep = append(keep, r)
-			continue
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return nil, err
-		}
-		var hash []byte
-		if err := tx.QueryRow(ctx, `SELECT request_hash, ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
-			r.tenantID, r.idemKey).Scan(&hash, &r.ids); err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(hash, r.idemHash) {
-			r.err = ErrIdempotencyMismatch
-		}
-		r.replayed = true
-	}
-	return keep, nil
-}
-
-// insertGroupSQL stores a group's events in one statement. It takes each
-// tenant's ids by adding its event count to the tenant's counter — locking
-// the tenant rows in ascending id order, so two instances' groups cannot
-// deadlock, and until commit, so ids become visible in order — inserts the
-// rows, $4 giving each event's place among its tenant's in the group, and
-// notifies one payload per tenant naming the new ids: far below NOTIFY's
-// 8000-byte limit whatever the events' size; listeners read the rows.
-// clock_timestamp, not now(): taken after the lock, so times rise with ids
-// and retention prunes in id order.
-const insertGroupSQL = `
-WITH counts AS (
-	SELECT t, n FROM unnest($1::bigint[], $2::bigint[]) AS c (t, n)
-), locked AS (
-	SELECT tenants.id, counts.n FROM tenants JOIN counts ON counts.t = tenants.id
-	 ORDER BY tenants.id FOR UPDATE OF tenants
-), seq AS (
-	UPDATE tenants SET event_seq = tenants.event_seq + locked.n
-	  FROM locked WHERE tenants.id = locked.id
-	RETURNING tenants.id AS t, tenants.event_seq AS last, locked.n AS n
-), stored AS (
-	INSERT INTO events (tenant_id, id, channel, type, data, created_at)
-	SELECT u.t, seq.last - seq.n + u.k, u.c, u.ty, u.d::json, clock_timestamp()
-	  FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS u (t, k, c, ty, d)
-	  JOIN seq ON seq.t = u.t
-)
-SELECT t, last, pg_notify($8, t || ':' || (last - n + 1) || ':' || last) FROM seq`
-
-// insertGroup stores the events of group's requests that have no outcome
-// yet and sets their ids. A request whose tenant no longer exists fails on
-// its own.
-func insertGroup(ctx context.Context, q querier, group []*publishRequest) error {
-	count := map[tenant.ID]int64{}
-	var (
-		tenants      []int64
-		counts       []int64
-		tids, places []int64
-		channels     []string
-		types, datas []string
-		storing      []*publishRequest
-		placeOf      = map[tenant.ID]int64{}
-	)
-	for _, r := range group {
-		if r.err != nil || r.replayed {
-			continue
-		}
-		storing = append(storing, r)
-		for _, d := range r.drafts {
-			placeOf[r.tenantID]++
-			tids = append(tids, int64(r.tenantID))
-			places = append(places, placeOf[r.tenantID])
-			channels = append(channels, d.Channel)
-			types = append(types, d.Type)
-			datas = append(datas, string(d.Data))
-		}
-		count[r.tenantID] += int64(len(r.drafts))
-	}
-	if len(storing) == 0 {
-		return nil
-	}
-	for t, n := range count {
-		tenants = append(tenants, int64(t))
-		counts = append(counts, n)
-	}
-	rows, err := q.Query(ctx, insertGroupSQL, tenants, counts, tids, places, channels, types, datas, notifyChannel)
-	if err != nil {
-		return err
-	}
-	last := map[tenant.ID]int64{}
-	for rows.Next() {
-		var t, l int64
-		if err := rows.Scan(&t, &l, nil); err != nil {
-			rows.Close()
-			return err
-		}
-		last[tenant.ID(t)] = l
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	next := map[tenant.ID]int64{}
-	for _, r := range storing {
-		l, ok := last[r.tenantID]
-		if !ok {
-			r.err = fmt.Errorf("realtime: publish for tenant %d: %w", r.tenantID, tenant.ErrNotFound)
-			continue
-		}
-		if _, ok := next[r.tenantID]; !ok {
-			next[r.tenantID] = l - count[r.tenantID] + 1
-		}
-		r.ids = make([]int64, len(r.drafts))
-		for i := range r.ids {
-			r.ids[i] = next[r.tenantID]
-			next[r.tenantID]++
 		}
 	}
 	return nil
