@@ -41,6 +41,7 @@ func (b *browser) get(path string, header ...string) (int, string, http.Header) 
 		b.t.Fatal(err)
 	}
 	defer res.Body.Close()
+	oraclesOf(b.t).noteSecrets(res.Header, nil) // the session cookie, for O6
 	body, _ := io.ReadAll(res.Body)
 	if m := csrfMeta.FindStringSubmatch(string(body)); m != nil {
 		b.csrf = m[1]
@@ -69,6 +70,7 @@ func (b *browser) post(path string, form url.Values, header ...string) (int, str
 		b.t.Fatal(err)
 	}
 	defer res.Body.Close()
+	oraclesOf(b.t).noteSecrets(res.Header, nil) // the session cookie, for O6
 	body, _ := io.ReadAll(res.Body)
 	if m := csrfMeta.FindStringSubmatch(string(body)); m != nil {
 		b.csrf = m[1]

@@ -158,7 +158,7 @@ func publishLoad(in *instance, key string, n int, stop <-chan struct{}) func() [
 // the listener reconnects, catches up, and every acknowledged event reaches
 // every subscriber, on the instance that lost its listener and on another.
 func TestListenerKilled(t *testing.T) {
-	t.Parallel()
+	checkResources(t) // serial, so O4 can count the whole process
 	pool := pgtest.NewDB(t)
 	a, b := newInstance(t, pool, testConfig()), newInstance(t, pool, testConfig())
 	acme := a.signup("Acme")
@@ -232,7 +232,7 @@ func ownCluster(t *testing.T) (string, func()) {
 // 201 without a commit); the pool and the listener recover without a
 // process restart; every acknowledged event reaches every subscriber.
 func TestPostgresRestart(t *testing.T) {
-	t.Parallel()
+	checkResources(t) // serial, so O4 can count the whole process
 	url, restart := ownCluster(t)
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
@@ -309,7 +309,7 @@ func grepNonRequest(s string) string {
 // within the heartbeat interval plus 5 s, reconnects when the path heals,
 // catches up, and every acknowledged event reaches the subscriber.
 func TestListenerBlackholed(t *testing.T) {
-	t.Parallel()
+	checkResources(t) // serial, so O4 can count the whole process
 	pool := pgtest.NewDB(t)
 	c := pool.Config().ConnConfig
 	proxy, err := faultproxy.StartPostgres(fmt.Sprintf("%s:%d", c.Host, c.Port))
@@ -354,7 +354,7 @@ func TestListenerBlackholed(t *testing.T) {
 // connection that receives no notifications (as behind a pooler in
 // transaction mode) keeps the instance unready, with an error that says why.
 func TestListenerProbeFailsWithoutNotifications(t *testing.T) {
-	t.Parallel()
+	checkResources(t) // serial, so O4 can count the whole process
 	pool := pgtest.NewDB(t)
 	c := pool.Config().ConnConfig
 	proxy, err := faultproxy.StartPostgres(fmt.Sprintf("%s:%d", c.Host, c.Port))

@@ -118,13 +118,16 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 	}
 	srv.Start()
 	in.url = srv.URL
+	oraclesOf(t).watchLogs(logs) // before the cleanup below, so O6 runs after it
 	t.Cleanup(func() {
 		svc.hub.Close() // end streams, or Close waits on them
-		srv.Close()
+		srv.Close()     // waits for every handler to return
 		wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer wcancel()
 		if err := svc.hub.WaitStreams(wctx); err != nil {
 			t.Errorf("SSE streams still running 15 s after the hub closed: %v", err)
+		} else if n := svc.registry.Count(); n != 0 {
+			t.Errorf("O4: %d connections still registered after the instance shut down", n)
 		}
 		cancel()
 		if err := g.Wait(); err != nil {
@@ -163,11 +166,24 @@ func (r response) json(t *testing.T, v any) {
 
 // do sends a request. bearer, when not empty, goes in Authorization; a
 // non-empty body is sent as application/json unless header says otherwise.
+// The response goes through the oracles: O5 for errors, and the credentials
+// it hands out are registered for O6.
 func (in *instance) do(method, path, bearer, body string, header ...string) response {
+	in.t.Helper()
+	res, err := in.tryDo(method, path, bearer, body, header...)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return res
+}
+
+// tryDo is do for callers that expect the network to fail (a killed
+// instance): it returns the error instead of failing the test.
+func (in *instance) tryDo(method, path, bearer, body string, header ...string) (response, error) {
 	in.t.Helper()
 	req, err := http.NewRequest(method, in.url+path, strings.NewReader(body))
 	if err != nil {
-		in.t.Fatal(err)
+		return response{}, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -184,14 +200,20 @@ func (in *instance) do(method, path, bearer, body string, header ...string) resp
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		in.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		in.t.Fatal(err)
+		return response{}, err
 	}
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	out := response{status: res.StatusCode, header: res.Header, body: b}
+	o := oraclesOf(in.t)
+	o.checkResponse(method+" "+path, out)
+	if res.StatusCode < 400 { // a login's 303 sets the session cookie
+		o.noteSecrets(res.Header, b)
+	}
+	return out, nil
 }
 
 type signedUp struct {

@@ -15,7 +15,7 @@ import (
 // deadline; the hub never waits for it, and a normal subscriber on the same
 // channel gets every event.
 func TestSlowConsumer(t *testing.T) {
-	t.Parallel()
+	checkResources(t) // serial, so O4 can count the whole process
 	cfg := testConfig()
 	cfg.Stream.WriteTimeout = 8 * time.Second
 	in := newInstance(t, pgtest.NewDB(t), cfg)

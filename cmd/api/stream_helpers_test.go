@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +149,15 @@ type stream struct {
 	system chan ssetest.Event // ready, resync, token_expired
 	done   chan struct{}
 	parser *ssetest.Parser
+
+	// For the oracles (oracles_test.go): the cursor the ready event
+	// announced (-1 before it), what arrived, and how the stream ended.
+	startCursor  atomic.Int64
+	resynced     atomic.Bool
+	closedByTest atomic.Bool
+	mu           sync.Mutex
+	received     map[int64]bool
+	lastIDs      map[string]int64 // per channel, for O3
 }
 
 type subscribeOpts struct {
@@ -197,16 +207,21 @@ func (in *instance) trySubscribe(tenantID, subject string, grants, channels []st
 		for sc.Scan() {
 			b.WriteString(sc.Text())
 		}
-		return nil, response{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
+		refused := response{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
+		oraclesOf(in.t).checkResponse("subscribe "+strings.Join(channels, ","), refused)
+		return nil, refused
 	}
 	s := &stream{
 		t: in.t, tenantID: in.db + "/" + tenantID, subject: subject, grants: grants, channels: channels,
 		cancel: cancel, res: res,
 		ready: make(chan string, 1), events: make(chan envelope, 100000), system: make(chan ssetest.Event, 16),
-		done: make(chan struct{}),
+		done:     make(chan struct{}),
+		received: map[int64]bool{}, lastIDs: map[string]int64{},
 	}
+	s.startCursor.Store(-1)
 	go s.read()
 	in.t.Cleanup(s.close)
+	in.t.Cleanup(func() { checkDelivered(in.t, s) }) // O1, before the close above
 	return s, response{status: 200, header: res.Header}
 }
 
@@ -216,11 +231,17 @@ func (s *stream) read() {
 	_ = ssetest.Read(context.Background(), s.res.Body, func(e ssetest.Event) bool {
 		switch e.Type {
 		case "ready":
-			var d struct{ ConnectionID string }
+			var d struct{ ConnectionID, Cursor string }
 			_ = json.Unmarshal([]byte(e.Data), &d)
+			if c, err := strconv.ParseInt(d.Cursor, 10, 64); err == nil {
+				s.startCursor.Store(c)
+			}
 			s.ready <- d.ConnectionID
 			s.system <- e
-		case "resync", "token_expired":
+		case "resync":
+			s.resynced.Store(true)
+			s.system <- e
+		case "token_expired":
 			s.system <- e
 		default:
 			var env envelope
@@ -232,6 +253,12 @@ func (s *stream) read() {
 				s.t.Errorf("SSE id/event %q/%q disagree with envelope %q/%q", e.ID, e.Type, env.ID, env.Type)
 			}
 			published.check(s.t, s.tenantID, s.subject, s.grants, s.channels, env)
+			s.mu.Lock()
+			checkOrder(s.t, "the stream of "+s.subject+" on "+strings.Join(s.channels, ","), s.lastIDs, []envelope{env})
+			if id, err := strconv.ParseInt(env.ID, 10, 64); err == nil {
+				s.received[id] = true
+			}
+			s.mu.Unlock()
 			s.events <- env
 		}
 		return true
@@ -239,6 +266,7 @@ func (s *stream) read() {
 }
 
 func (s *stream) close() {
+	s.closedByTest.Store(true)
 	s.cancel()
 	<-s.done
 }
@@ -305,6 +333,16 @@ func (in *instance) poll(tenantID, subject string, grants, channels []string, to
 		for _, e := range out.Events {
 			published.check(in.t, in.db+"/"+tenantID, subject, grants, channels, e)
 		}
+		// O3: ascending per channel, and after the cursor asked for.
+		last := map[string]int64{}
+		if q, err := url.ParseQuery(query); err == nil && q.Get("cursor") != "" {
+			if c, err := strconv.ParseInt(q.Get("cursor"), 10, 64); err == nil {
+				for _, ch := range channels {
+					last[ch] = c
+				}
+			}
+		}
+		checkOrder(in.t, "a long-poll of "+subject+" on "+strings.Join(channels, ","), last, out.Events)
 	}
 	return out, res
 }
