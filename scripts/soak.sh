@@ -4,7 +4,8 @@
 #      load generator: it fails when any event is missing or repeated;
 #   2. F5b: 64 concurrent publishers for 30 s; fails on a deadlock, or when the
 #      publish rate falls below 0.8 of the baseline ratio to PostgreSQL's own rate;
-#   3. the test suite's process tests at soak size (-tags soak);
+#   3. the test suite's process tests and the 10,000-stream disconnect test (F12) at
+#      soak size (-tags soak);
 #   4. every fuzz target for FUZZTIME (default 2m).
 # It needs 20,000 open files (ulimit -Hn) and takes about 12 minutes.
 set -euo pipefail
@@ -53,7 +54,7 @@ awk -v r="$ratio" -v b="$F5B_BASELINE" 'BEGIN{exit !(r != "" && r >= 0.8*b)}' ||
 
 echo "== process tests at soak size"
 PG_DATABASE=postgres PG_MAX_CONNECTIONS=500 TEST_DATABASE_URL=$(PG_DATABASE=postgres scripts/pg.sh start "$tmp/pg") \
-	go test -tags soak -race -count=1 -run 'TestProcess' -timeout 30m ./cmd/api
+	go test -tags soak -race -count=1 -run 'TestProcess|TestManyStreams' -timeout 30m ./cmd/api
 
 fuzztime=${FUZZTIME:-2m}
 # FuzzJWTVerify looks made-up kids up in a real database, as production does.

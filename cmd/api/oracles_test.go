@@ -271,6 +271,9 @@ func checkDelivered(t *testing.T, s *stream) {
 	const wait = 10 * time.Second
 	deadline := time.Now().Add(wait)
 	for {
+		if t.Failed() {
+			return // the test's own failure says more than the losses it causes
+		}
 		if s.closedByTest.Load() || s.resynced.Load() || s.startCursor.Load() < 0 {
 			return // deliberately dropped, resynced, or never ready: O1 is the test's business
 		}

@@ -2,5 +2,9 @@
 
 package main
 
-// Soak size for the reconnect storm (TESTPLAN F21): make soak.
-func init() { stormSubscribers = 5000 }
+// Soak sizes: the reconnect storm (TESTPLAN F21) and the abrupt disconnects
+// of many streams (F12): make soak.
+func init() {
+	stormSubscribers = 5000
+	manyStreams = 10000
+}
