@@ -57,7 +57,7 @@ func testConfig() Config {
 // instance is one hybridrt server on a real TCP listener, with its logs.
 type instance struct {
 	t    *testing.T
-	db   string // the database's name: tenant ids repeat across test databases
+	db   string // where the database is (host:port/name): tenant ids repeat across databases
 	url  string
 	logs *syncBuffer
 	svc  *services
@@ -107,7 +107,12 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 	var g errgroup.Group
 	svc.start(ctx, &g, log, cfg)
 	srv := httptest.NewUnstartedServer(NewServer(log, cfg, svc))
-	in := &instance{t: t, db: pool.Config().ConnConfig.Database, logs: logs, svc: svc, srv: srv}
+	// The database's place names the ledger's tenants: tenant ids repeat
+	// across databases, and a test's private cluster reuses database names.
+	c := pool.Config().ConnConfig
+	db := fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+	oraclesOf(t).forgetLedger(db)
+	in := &instance{t: t, db: db, logs: logs, svc: svc, srv: srv}
 	srv.Config.RegisterOnShutdown(svc.hub.Close)
 	srv.Config.ConnState = func(c net.Conn, state http.ConnState) {
 		if state == http.StateHijacked {

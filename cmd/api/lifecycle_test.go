@@ -461,8 +461,7 @@ func TestHalfOpenClient(t *testing.T) {
 	})
 	gaugeBase := connectionsGauge(t)
 
-	via := *in
-	via.url = "http://" + proxy.Addr()
+	via := &instance{t: t, db: in.db, url: "http://" + proxy.Addr(), logs: in.logs, svc: in.svc, srv: in.srv}
 	half := via.subscribe(acme.Tenant.ID, "u", nil, []string{"broadcast"}, subscribeOpts{token: tok})
 	halfID := half.connID()
 	healthy := in.subscribe(acme.Tenant.ID, "u", nil, []string{"broadcast"}, subscribeOpts{token: tok})

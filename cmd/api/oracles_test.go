@@ -51,6 +51,7 @@ type oracleSet struct {
 	mu      sync.Mutex
 	logs    []*syncBuffer
 	secrets map[string]string // secret → what it is, for the failure message
+	dbs     map[string]bool   // databases whose tenants to drop from the ledger at the end
 }
 
 var (
@@ -66,10 +67,13 @@ func oraclesOf(t *testing.T) *oracleSet {
 	defer oraclesMu.Unlock()
 	o := oracles[t]
 	if o == nil {
-		o = &oracleSet{t: t, secrets: map[string]string{}}
+		o = &oracleSet{t: t, secrets: map[string]string{}, dbs: map[string]bool{}}
 		oracles[t] = o
 		t.Cleanup(func() {
 			o.checkLogs()
+			for db := range o.dbs {
+				published.forget(db)
+			}
 			oraclesMu.Lock()
 			delete(oracles, t)
 			oraclesMu.Unlock()
@@ -83,6 +87,26 @@ func (o *oracleSet) watchLogs(b *syncBuffer) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.logs = append(o.logs, b)
+}
+
+// forgetLedger drops db's tenants from the ledger when the test ends: a
+// later test may reuse the same database name on the same port (a private
+// cluster), and the ledger need not keep every test's events.
+func (o *oracleSet) forgetLedger(db string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dbs[db] = true
+}
+
+// forget drops the tenants of database db.
+func (l *ledger) forget(db string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tenant := range l.events {
+		if strings.HasPrefix(tenant, db+"/") {
+			delete(l.events, tenant)
+		}
+	}
 }
 
 // secret registers a value that must never reach a log.
