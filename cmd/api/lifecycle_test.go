@@ -911,8 +911,8 @@ func TestLongPollInstanceKilled(t *testing.T) {
 	waitA := publishUntilGone(a, acme.APIKey, 2, stop)
 	waitB := publishLoad(b, acme.APIKey, 2, stop)
 	time.Sleep(500 * time.Millisecond)
-	a.srv.CloseClientConnections() // SIGKILL as its clients see it
-	a.srv.Close()
+	a.dropConnections() // SIGKILL as its clients see it: every connection cut,
+	a.srv.Close()       // and the port refuses new ones
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	acked := append(waitA(), waitB()...)
