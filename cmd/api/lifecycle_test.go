@@ -281,7 +281,7 @@ func TestManyStreamsAbruptDisconnects(t *testing.T) {
 	t.Logf("server cost per idle SSE connection: %.1f KiB (%.1f KiB heap, %.1f KiB stacks), %.2f goroutines, %.2f files (%d connections; TESTPLAN's target: < 16 KiB)",
 		perConn(m0.heap+m0.stack, m1.heap+m1.stack), perConn(m0.heap, m1.heap), perConn(m0.stack, m1.stack),
 		float64(g1-g0)/float64(nKilled), float64(f1-f0)/float64(nKilled), nKilled)
-	// A ceiling well above today's cost (about 20 KiB), against a regression
+	// A ceiling well above today's cost (about 15 KiB), against a regression
 	// such as a buffer per stream, or streams served inside net/http's
 	// handler again (about 40 KiB, with its buffers and deep stack).
 	if kib := perConn(m0.heap+m0.stack, m1.heap+m1.stack); kib > 32 {
