@@ -96,7 +96,10 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	_, err = conn.Exec(lctx, "LISTEN "+notifyChannel)
+	cancel()
+	if err != nil {
 		if e, ok := errors.AsType[*pgconn.PgError](err); ok && e.Code == "25006" {
 			err = fmt.Errorf("%w (%w)", errStandby, err)
 			log.Error("realtime: the database refuses LISTEN; live delivery is paused", "err", err)
@@ -232,14 +235,26 @@ func (h *Hub) catchUp(ctx context.Context, conn *pgx.Conn, r *room) error {
 		r.wakeAllSubs()
 		return nil
 	}
-	if pos.Head <= last {
-		return nil
+	return readInto(ctx, conn, r, last, pos.Head)
+}
+
+// readPage is how many ids the listener reads at a time, each read with its
+// own deadline: a catch-up after a long outage may be far behind.
+const readPage = 1000
+
+// readInto reads a room's events after have up to upTo into the room.
+func readInto(ctx context.Context, conn *pgx.Conn, r *room, have, upTo int64) error {
+	for have < upTo {
+		to := min(upTo, have+readPage) // ids are gapless: at most readPage events
+		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		evs, err := readRange(qctx, conn, r.tenantID, have, to)
+		cancel()
+		if err != nil {
+			return err
+		}
+		r.ingest(evs)
+		have = to
 	}
-	evs, err := readRange(qctx, conn, r.tenantID, last, pos.Head)
-	if err != nil {
-		return err
-	}
-	r.ingest(evs)
 	return nil
 }
 
@@ -272,13 +287,9 @@ func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payloads ...string) er
 		if !ready || newest[tenantID] <= have {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-		evs, err := readRange(qctx, conn, tenantID, have, newest[tenantID])
-		cancel()
-		if err != nil {
+		if err := readInto(ctx, conn, r, have, newest[tenantID]); err != nil {
 			return err
 		}
-		r.ingest(evs)
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		st.sub = hub.Subscribe(s.sub.TenantID, s.channels)
 
 		if nc, err := hijack(w, r); err == nil {
+			limitUnacked(nc, lim.stream.WriteTimeout)
 			hub.streams.Add(1)
 			go st.serveConn(nc, responseHead(h))
 			return
