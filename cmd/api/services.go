@@ -69,7 +69,7 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
 	g.Go(func() error { return s.pub.Run(ctx) })
 	g.Go(func() error { return s.registry.Run(ctx, log) })
-	g.Go(func() error { return s.keys.Run(ctx) })
+	g.Go(func() error { return s.keys.Run(ctx, log) })
 	g.Go(func() error { return s.store.RunPruner(ctx, log, cfg.EventRetention, time.Minute) })
 	g.Go(func() error { return s.sessions.Run(ctx, log) })
 	g.Go(func() error { return realtime.WatchNotifyQueue(ctx, s.pool, log, cfg.NotifyQueue) })

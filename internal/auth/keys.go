@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -206,8 +207,10 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, int64, 
 	return c.tenantID, c.id, nil
 }
 
-// Run writes last-used times every FlushInterval, and once more when ctx ends.
-func (k *Keys) Run(ctx context.Context) error {
+// Run writes last-used times every FlushInterval, and once more when ctx
+// ends. A failed last write is logged, not returned: last-used times are a
+// hint, and a shutdown while the database is away is still a clean one.
+func (k *Keys) Run(ctx context.Context, log *slog.Logger) error {
 	t := time.NewTicker(FlushInterval)
 	defer t.Stop()
 	for {
@@ -216,7 +219,10 @@ func (k *Keys) Run(ctx context.Context) error {
 			// Shutting down: one last write, with a deadline of its own.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			return k.Flush(fctx)
+			if err := k.Flush(fctx); err != nil {
+				log.Warn("auth: could not write API keys' last-used times at shutdown; they are lost", "err", err)
+			}
+			return nil
 		case <-t.C:
 			_ = k.Flush(ctx) // a failed write is retried on the next tick
 			k.pruneCache()

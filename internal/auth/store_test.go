@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -191,7 +192,7 @@ func TestLastUsedIsFlushedNotWrittenPerRequest(t *testing.T) {
 	before := *list[0].LastUsedAt
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
-	go func() { done <- keys.Run(rctx) }()
+	go func() { done <- keys.Run(rctx, slog.New(slog.DiscardHandler)) }()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)
