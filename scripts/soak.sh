@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 # F5B_BASELINE is the F5b run's ratio of hybridrt's publish rate to
 # PostgreSQL's raw commit rate, as docs/benchmarks.md records it.
-F5B_BASELINE=${F5B_BASELINE:-1.0}
+F5B_BASELINE=${F5B_BASELINE:-2.3}
 ulimit -n "$(ulimit -Hn)"
 
 tmp=$(mktemp -d /tmp/hybridrt-soak.XXXXXX)
