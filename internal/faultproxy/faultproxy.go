@@ -1,8 +1,14 @@
 // Package faultproxy is a TCP proxy for fault tests: put it between a client
 // and a server, then make the network misbehave on demand — blackhole every
-// connection (bytes are held, nothing arrives, nothing is closed), reset
-// them all, or (in front of PostgreSQL) drop the notifications the server
-// sends, as a pooler in transaction mode effectively does.
+// connection (bytes are held, nothing arrives, nothing is closed), close or
+// reset them all, slow them down (a bandwidth cap, added latency), lose the
+// next reply after the server has acted on its request, or (in front of
+// PostgreSQL) drop the notifications the server sends, as a pooler in
+// transaction mode effectively does.
+//
+// Every control applies at once to the connections already open and to
+// those opened later. The proxy does not pass half-closes on: when either
+// side of a connection ends, both are closed.
 package faultproxy
 
 import (
@@ -10,7 +16,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// maxChunk is the most the proxy reads at once from either side.
+const maxChunk = 32 << 10
 
 // Proxy forwards connections from Addr to an upstream address.
 type Proxy struct {
@@ -19,11 +29,21 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	closed bool
 	paused bool
 	resume chan struct{} // closed when a pause ends
 
 	postgres   bool // the upstream speaks PostgreSQL's protocol (StartPostgres)
 	dropNotify atomic.Bool
+	rate       atomic.Int64 // Throttle: bytes per second per direction per connection, 0 for no cap
+	latency    atomic.Int64 // Latency: a time.Duration
+	dropNext   atomic.Bool  // DropNextResponse is armed
+}
+
+// link is one proxied connection: the client's side and ours to upstream.
+type link struct {
+	client, upstream net.Conn
+	dropReply        atomic.Bool // what upstream sends next is to be swallowed
 }
 
 // Start listens on a free loopback port and forwards to upstream (host:port).
@@ -47,10 +67,14 @@ func start(upstream string, postgres bool) (*Proxy, error) {
 // Addr is the address clients should dial instead of upstream.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Close stops the proxy and closes every connection.
+// Close stops the proxy and resets every connection.
 func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.ln.Close()
 	p.ResetAll()
+	p.Resume() // let goroutines held by a pause see the closed connections and end
 }
 
 // Pause blackholes every connection, present and future: what either side
@@ -74,23 +98,102 @@ func (p *Proxy) Resume() {
 	}
 }
 
-// ResetAll closes every connection abruptly (RST).
+// ResetAll closes every connection abruptly: both sides get a RST, and a
+// read on them fails with ECONNRESET.
 func (p *Proxy) ResetAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Every socket is set to reset before any is closed: closing one side
+	// ends the pipes, which close the other side too.
 	for c := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetLinger(0)
 		}
+	}
+	for c := range p.conns {
 		c.Close()
 	}
 	clear(p.conns)
 }
 
-func (p *Proxy) track(c net.Conn) {
+// CloseAll closes every connection gracefully: both sides get a FIN and
+// read EOF, as when a peer or a middlebox closes normally. Bytes either
+// side sends afterwards draw a RST, as from any closed socket.
+func (p *Proxy) CloseAll() {
 	p.mu.Lock()
-	p.conns[c] = struct{}{}
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	// Every FIN goes out first: closing a socket that still has unread
+	// input sends a RST and no FIN, and the peer would read ECONNRESET;
+	// after the FIN, the peer reads EOF whatever follows. All of them
+	// before any close, as closing one side makes the pipes close the other.
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// Throttle caps every connection at bytesPerSec in each direction, each
+// connection and direction on its own (two connections may move twice as
+// much together); 0 lifts the cap. The proxy then also reads at most a tenth
+// of a second's worth at a time, so it holds little more than the kernel's
+// socket buffers do: a throttled reader looks slow to the server, not fast
+// with a big buffer.
+func (p *Proxy) Throttle(bytesPerSec int) { p.rate.Store(int64(max(bytesPerSec, 0))) }
+
+// Latency holds each chunk the proxy reads for d before forwarding it, in
+// both directions; 0 removes the delay. A request and its reply are then
+// each d late. One goroutine forwards each direction, so a continuous
+// stream moves at most one chunk (up to 32 KiB) per d.
+func (p *Proxy) Latency(d time.Duration) { p.latency.Store(int64(max(d, 0))) }
+
+// DropNextResponse loses one reply after the server has received its
+// request, as a connection that breaks between the server's commit and the
+// client's read (TESTPLAN F14).
+//
+// Exactly: the next bytes a client sends, on any connection open or opened
+// later, are forwarded upstream whole and mark their connection. The first
+// bytes that upstream then sends back on that connection are discarded, and
+// both sides of the connection are closed at once: the client reads EOF
+// without a byte of the reply (or ECONNRESET, if it had sent more that the
+// proxy had not read), and the upstream has received all it was sent. Only
+// that one reply is lost: the client's retry, on a new connection, goes
+// through. This fits HTTP/1.1, where a client sends a request only once it
+// has read the previous reply, so whatever upstream sends after a request
+// is that request's reply (not with Expect: 100-continue, whose interim
+// reply is the one lost). Mind that Go's http.Transport resends a
+// replayable request (a GET, or any request with an Idempotency-Key header)
+// by itself when a reused connection fails this way.
+func (p *Proxy) DropNextResponse() { p.dropNext.Store(true) }
+
+// DropNotifications makes a proxy from StartPostgres drop PostgreSQL's
+// NotificationResponse messages ('A') from server to client while on.
+func (p *Proxy) DropNotifications(on bool) { p.dropNotify.Store(on) }
+
+// track records c so that ResetAll and CloseAll can find it; it reports
+// false, and the caller must close c, once the proxy is closed.
+func (p *Proxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (p *Proxy) untrack(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		delete(p.conns, c)
+	}
 }
 
 func (p *Proxy) gate() <-chan struct{} {
@@ -105,35 +208,69 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		go func() {
-			<-p.gate() // a paused network does not complete new connections either
-			up, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				c.Close()
-				return
-			}
-			p.track(c)
-			p.track(up)
-			go p.pipe(up, c)
-			if p.postgres {
-				p.pipeServer(c, up)
-			} else {
-				p.pipe(c, up)
-			}
-		}()
+		go p.serve(c)
 	}
 }
 
-// pipe copies src to dst, holding each chunk while the proxy is paused.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// serve proxies one client connection until either side ends it.
+func (p *Proxy) serve(c net.Conn) {
+	<-p.gate() // a paused network does not complete new connections either
+	up, err := net.Dial("tcp", p.upstream)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c, up) {
+		c.Close()
+		up.Close()
+		return
+	}
+	defer p.untrack(c, up)
+	l := &link{client: c, upstream: up}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.pipe(l, true)
+	}()
+	if p.postgres {
+		p.pipeServer(l)
+	} else {
+		p.pipe(l, false)
+	}
+	<-done
+}
+
+// readSize is how much to read at once: a tenth of a second's worth under
+// Throttle (see there), else maxChunk.
+func (p *Proxy) readSize() int {
+	if r := p.rate.Load(); r > 0 {
+		return int(min(max(r/10, 1), maxChunk))
+	}
+	return maxChunk
+}
+
+// pipe copies one direction of l: from the client to upstream when toUpstream,
+// else back.
+func (p *Proxy) pipe(l *link, toUpstream bool) {
+	src, dst := l.upstream, l.client
+	if toUpstream {
+		src, dst = l.client, l.upstream
+	}
 	defer dst.Close()
 	defer src.Close()
-	buf := make([]byte, 32<<10)
+	var pace pacer
+	buf := make([]byte, maxChunk)
 	for {
-		n, err := src.Read(buf)
+		n, err := src.Read(buf[:p.readSize()])
 		if n > 0 {
-			<-p.gate()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			read := time.Now()
+			if toUpstream && p.dropNext.CompareAndSwap(true, false) {
+				l.dropReply.Store(true) // before forwarding: the reply cannot come first
+			}
+			if !toUpstream && l.dropReply.Load() {
+				return // swallow the reply: the deferred closes end both sides
+			}
+			if p.forward(dst, buf[:n], read, &pace) != nil {
 				return
 			}
 		}
@@ -143,19 +280,59 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	}
 }
 
-// DropNotifications makes a proxy from StartPostgres drop PostgreSQL's
-// NotificationResponse messages ('A') from server to client while on.
-func (p *Proxy) DropNotifications(on bool) { p.dropNotify.Store(on) }
+// forward writes b, read at the time read, to dst as the controls say: d
+// after it was read under Latency, in paced pieces under Throttle, and not
+// while the proxy is paused.
+func (p *Proxy) forward(dst net.Conn, b []byte, read time.Time, pace *pacer) error {
+	if d := time.Duration(p.latency.Load()); d > 0 {
+		time.Sleep(time.Until(read.Add(d)))
+	}
+	for len(b) > 0 {
+		piece := b[:min(len(b), p.readSize())]
+		pace.wait(len(piece), p.rate.Load())
+		<-p.gate()
+		if _, err := dst.Write(piece); err != nil {
+			return err
+		}
+		b = b[len(piece):]
+	}
+	return nil
+}
+
+// pacer spaces out one direction's writes under Throttle.
+type pacer struct{ next time.Time }
+
+// wait sleeps until n more bytes fit under bytesPerSec. Each piece books its
+// share of a second after the previous one, and idle time is not saved up,
+// so the cap holds from the first byte of a burst: n bytes in k pieces take
+// at least (k-1)/k of n/bytesPerSec.
+func (pc *pacer) wait(n int, bytesPerSec int64) {
+	if bytesPerSec <= 0 {
+		return
+	}
+	now := time.Now()
+	if pc.next.Before(now) {
+		pc.next = now
+	}
+	time.Sleep(pc.next.Sub(now))
+	pc.next = pc.next.Add(time.Duration(int64(n) * int64(time.Second) / bytesPerSec))
+}
 
 // pipeServer copies the server's messages to the client, one whole message
 // at a time, leaving out notifications while DropNotifications is on.
-func (p *Proxy) pipeServer(dst, src net.Conn) {
+func (p *Proxy) pipeServer(l *link) {
+	src, dst := l.upstream, l.client
 	defer dst.Close()
 	defer src.Close()
+	var pace pacer
 	buf := make([]byte, 0, 64<<10)
-	chunk := make([]byte, 32<<10)
+	chunk := make([]byte, maxChunk)
 	for {
-		n, err := src.Read(chunk)
+		n, err := src.Read(chunk[:p.readSize()])
+		read := time.Now()
+		if n > 0 && l.dropReply.Load() {
+			return
+		}
 		buf = append(buf, chunk[:n]...)
 		// Forward every complete message: type byte, then a length that counts itself.
 		var out []byte
@@ -171,8 +348,7 @@ func (p *Proxy) pipeServer(dst, src net.Conn) {
 		}
 		buf = append(buf[:0:0], buf...)
 		if len(out) > 0 {
-			<-p.gate()
-			if _, werr := dst.Write(out); werr != nil {
+			if p.forward(dst, out, read, &pace) != nil {
 				return
 			}
 		}
