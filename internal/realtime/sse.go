@@ -59,7 +59,9 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		st.sub = hub.Subscribe(s.sub.TenantID, s.channels)
 
 		if nc, err := hijack(w, r); err == nil {
-			limitUnacked(nc, lim.stream.WriteTimeout)
+			// Not the write timeout alone: a client starved of CPU for a
+			// few seconds (a reconnect storm) must not lose its stream.
+			limitUnacked(nc, lim.stream.Heartbeat+lim.stream.WriteTimeout)
 			hub.streams.Add(1)
 			go st.serveConn(nc, responseHead(h))
 			return
