@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
@@ -138,13 +139,13 @@ func (st *sseStream) serveConn(nc net.Conn, head []byte) {
 	defer nc.Close()
 	start := time.Now()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	go func() {
 		var b [64]byte
 		for {
 			if _, err := nc.Read(b[:]); err != nil {
-				cancel()
+				cancel(err)
 				return
 			}
 		}
@@ -153,7 +154,15 @@ func (st *sseStream) serveConn(nc net.Conn, head []byte) {
 	out := &connSink{conn: nc, timeout: st.cfg.WriteTimeout, head: head}
 
 	reason := st.serve(ctx, out)
-	if reason != "client gone" && reason != "write failed or timed out" {
+	if (reason == "client gone" || reason == "write failed or timed out") && errors.Is(context.Cause(ctx), syscall.ETIMEDOUT) {
+		// The kernel gave up on a client that acknowledged nothing for the
+		// TCP user timeout: as much a slow consumer as a blocked write.
+		reason = "client stopped acknowledging"
+		slowConsumers.Inc()
+	}
+	switch reason {
+	case "client gone", "client stopped acknowledging", "write failed or timed out":
+	default: // ended on purpose: close the body properly
 		out.last()
 	}
 	st.log.LogAttrs(ctx, slog.LevelInfo, "stream ended",
