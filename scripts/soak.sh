@@ -43,9 +43,9 @@ echo "== F5b: 64 concurrent publishers for 30 s, against PostgreSQL's own commit
 # The ratio to the raw INSERT+NOTIFY rate measured in the same run does not
 # depend on the machine the way events/s do; below 0.8 of the recorded
 # baseline (docs/benchmarks.md) is a regression.
-f5b=$("$tmp/loadgen" -url http://127.0.0.1:18181 -subscribers 100 -publishers 64 -duration 30s \
-	-raw-db "$url" -pid "$api_pid" | tee /dev/stderr)
-ratio=$(sed -n 's/^publish events\/s \/ raw commit rate: *//p' <<<"$f5b")
+"$tmp/loadgen" -url http://127.0.0.1:18181 -subscribers 100 -publishers 64 -duration 30s \
+	-raw-db "$url" -pid "$api_pid" | tee "$tmp/f5b.txt"
+ratio=$(sed -n 's/^publish events\/s \/ raw commit rate: *//p' "$tmp/f5b.txt")
 deadlocks=$(psql "$url" -Atc "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
 echo "F5b: ratio to the raw commit rate $ratio (baseline $F5B_BASELINE, floor $(awk -v b="$F5B_BASELINE" 'BEGIN{print 0.8*b}')), deadlocks $deadlocks"
 awk -v r="$ratio" -v b="$F5B_BASELINE" 'BEGIN{exit !(r != "" && r >= 0.8*b)}' ||
