@@ -21,7 +21,9 @@ package main
 //
 // The default run is short, for make test: six sequences of about 40
 // steps. For a longer hunt: -rapid.checks=100 -rapid.steps=50. A failure
-// prints rapid's minimized sequence of steps, each logged in words.
+// prints rapid's minimized sequence of steps, each logged in words; event
+// ids there count from the sequence's start (#1 is a tenant's first event
+// in it), so that replays on a database whose ids moved on read the same.
 
 import (
 	"context"
@@ -35,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,7 +117,8 @@ type modelEnv struct {
 	tenants []*modelTenant
 	pids    []int32 // the listener backend of each instance, 0 when unknown
 	killed  int32   // the backend killed last, which may linger a moment in pg_stat_activity
-	serial  int     // makes every event's data unique
+
+	firstFailure atomic.Pointer[string] // the particulars of the first failure rapid saw
 }
 
 type modelTenant struct {
@@ -128,6 +132,11 @@ func newModelEnv(t *testing.T) *modelEnv {
 	cfg := testConfig()
 	cfg.Stream.Heartbeat = modelHeartbeat
 	env := &modelEnv{t: t, pool: pool}
+	t.Cleanup(func() {
+		if d := env.firstFailure.Load(); d != nil && t.Failed() {
+			t.Logf("the first failure rapid saw, before it minimized the sequence: %s", *d)
+		}
+	})
 	// Start the instances one by one to learn their listeners' backends.
 	for range 2 {
 		in := newInstance(t, pool, cfg)
@@ -178,11 +187,13 @@ func (env *modelEnv) listenerPIDs(t testing.TB) []int32 {
 // model is one sequence's expectations.
 type model struct {
 	env     *modelEnv
+	base    []int64                // per tenant: the head when the sequence began
 	head    []int64                // per tenant: the last acknowledged id
 	events  []map[int64]modelEvent // per tenant: what was acknowledged
 	revoked []bool                 // per tenant: revoked in this sequence
 	tokens  map[string]string      // tenant/subject/kid → token
 	subs    []*modelSub            // in creation order
+	serial  int                    // makes every event's data unique in the sequence
 }
 
 type modelEvent struct {
@@ -220,6 +231,7 @@ func (env *modelEnv) newModel() *model {
 		var out struct{ ID string }
 		env.ins[0].do("GET", "/v1/head", ten.apiKey, "").json(env.t, &out)
 		h, _ := strconv.ParseInt(out.ID, 10, 64)
+		m.base = append(m.base, h)
 		m.head = append(m.head, h)
 		m.events = append(m.events, map[int64]modelEvent{})
 		m.revoked = append(m.revoked, false)
@@ -239,8 +251,41 @@ func (m *model) tenant(t *rapid.T) int {
 
 // describe names a subscriber and its history, for failure messages.
 func (m *model) describe(s *modelSub) string {
-	return fmt.Sprintf("%s (%s, sub %s, channels %v, subscribed at id %d; %s)",
-		s.name, m.env.tenants[s.tenant].name, s.subject, s.channels, s.start, strings.Join(s.history, ", then "))
+	return fmt.Sprintf("%s (%s, sub %s, channels %v, subscribed at #%d; %s)",
+		s.name, m.env.tenants[s.tenant].name, s.subject, s.channels, m.rel(s.tenant, s.start), strings.Join(s.history, ", then "))
+}
+
+// fail fails the sequence with a message that names the failure but none
+// of its particulars (which subscriber, which ids, which one noticed
+// first), so that rapid, which keeps a shorter sequence only when it fails
+// with the same message, can shrink a sequence on a real system whose
+// timing varies. The particulars are logged, and shown with the minimized
+// sequence; those of the first failure are also logged when the test ends.
+func (m *model) fail(t *rapid.T, what, format string, args ...any) {
+	t.Helper()
+	details := fmt.Sprintf(format, args...)
+	t.Logf("%s: %s", what, details)
+	m.env.firstFailure.CompareAndSwap(nil, &details)
+	t.Fatalf("%s", what)
+}
+
+// rel numbers ids from the tenant's head when the sequence began (#1 is
+// its first event), so that a failure reads the same when rapid replays
+// the sequence on a database whose ids have moved on: rapid keeps a
+// smaller sequence only if it fails with the same message.
+func (m *model) rel(ti int, id int64) int64 { return id - m.base[ti] }
+
+func (m *model) rels(ti int, ids []int64) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "#%d", m.rel(ti, id))
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 // publish sends a batch of 1–5 events through a random instance; the ids
@@ -253,8 +298,8 @@ func (m *model) publish(t *rapid.T) {
 	var evs []string
 	var datas []string
 	for _, ch := range chans {
-		m.env.serial++
-		data := fmt.Sprintf(`{"tenant":%q,"n":%d}`, ten.name, m.env.serial)
+		m.serial++
+		data := fmt.Sprintf(`{"tenant":%q,"n":%d}`, ten.name, m.serial)
 		datas = append(datas, data)
 		evs = append(evs, fmt.Sprintf(`{"channel":%q,"type":"m","data":%s}`, ch, data))
 	}
@@ -277,10 +322,11 @@ func (m *model) publish(t *rapid.T) {
 		want[i] = m.head[ti] + int64(i) + 1
 	}
 	if !slices.Equal(ids, want) {
-		t.Fatalf("publish of %d events for %s through instance %d got ids %v, want the next ones %v", len(chans), ten.name, in+1, ids, want)
+		m.fail(t, "a publish got other ids than its tenant's next ones",
+			"publish of %d events for %s through instance %d got ids %s, want the next ones %s", len(chans), ten.name, in+1, m.rels(ti, ids), m.rels(ti, want))
 	}
 	m.head[ti] = want[len(want)-1]
-	t.Logf("publish: %s through instance %d, ids %d..%d on %v", ten.name, in+1, want[0], m.head[ti], chans)
+	t.Logf("publish: %s through instance %d, #%d..#%d (ids %d..%d) on %v", ten.name, in+1, m.rel(ti, want[0]), m.rel(ti, m.head[ti]), want[0], m.head[ti], chans)
 }
 
 // subscribe opens a new subscriber from now on.
@@ -317,12 +363,13 @@ func (m *model) open(t *rapid.T, s *modelSub, in int, transport string, resume b
 		s.conn = c
 		cursor, err := c.start()
 		if err != nil || cursor != s.last {
-			t.Fatalf("%s: SSE on instance %d starts at cursor %d (%v), want %d", s.name, in+1, cursor, err, s.last)
+			m.fail(t, "an SSE stream did not start where it asked to",
+				"%s: SSE on instance %d starts at #%d (%v), want #%d", s.name, in+1, m.rel(s.tenant, cursor), err, m.rel(s.tenant, s.last))
 		}
 	case "poll":
 		s.conn = startModelPoller(inst, token, s.channels, s.last)
 	}
-	s.history = append(s.history, fmt.Sprintf("%s on instance %d from id %d", transport, in+1, s.last))
+	s.history = append(s.history, fmt.Sprintf("%s on instance %d from #%d", transport, in+1, m.rel(s.tenant, s.last)))
 }
 
 // token returns a token for s signed with its tenant's active key.
@@ -351,7 +398,7 @@ func (m *model) disconnect(t *rapid.T) {
 	m.update(t, s) // what arrived before the close counts
 	s.conn.close()
 	s.conn = nil
-	s.history[len(s.history)-1] += fmt.Sprintf(" to id %d", s.last)
+	s.history[len(s.history)-1] += fmt.Sprintf(" to #%d", m.rel(s.tenant, s.last))
 	t.Logf("disconnect: %s", m.describe(s))
 }
 
@@ -513,14 +560,14 @@ func (m *model) check(t *rapid.T) {
 		var late []string
 		for _, s := range m.subs {
 			if missing := m.update(t, s); len(missing) > 0 {
-				late = append(late, fmt.Sprintf("%s is missing %v; it received %v", m.describe(s), head(missing, 20), tail(s.got, 20)))
+				late = append(late, fmt.Sprintf("%s is missing %s; it received %s", m.describe(s), m.rels(s.tenant, head(missing, 20)), m.rels(s.tenant, tail(s.got, 20))))
 			}
 		}
 		if len(late) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("O1 loss: acknowledged events not delivered within %v:\n  %s", deliveryWait, strings.Join(late, "\n  "))
+			m.fail(t, fmt.Sprintf("O1 loss: acknowledged events not delivered within %v", deliveryWait), "%s", strings.Join(late, "\n  "))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -542,13 +589,17 @@ func (m *model) update(t *rapid.T, s *modelSub) []int64 {
 		want, ok := m.events[s.tenant][id]
 		switch {
 		case !ok:
-			t.Fatalf("O2: %s received id %d on %q (%s), which its tenant never published in this sequence", m.describe(s), id, e.Channel, e.Data)
+			m.fail(t, "O2: a subscriber received an event its tenant did not publish",
+				"%s received #%d on %q (%s), which its tenant never published in this sequence", m.describe(s), m.rel(s.tenant, id), e.Channel, e.Data)
 		case want.channel != e.Channel || want.data != string(e.Data):
-			t.Fatalf("O2: %s received id %d as %q %s, published as %q %s", m.describe(s), id, e.Channel, e.Data, want.channel, want.data)
+			m.fail(t, "O2: a subscriber received an event other than what was published",
+				"%s received #%d as %q %s, published as %q %s", m.describe(s), m.rel(s.tenant, id), e.Channel, e.Data, want.channel, want.data)
 		case !slices.Contains(s.channels, e.Channel):
-			t.Fatalf("O2: %s received id %d on channel %q, which it did not subscribe to", m.describe(s), id, e.Channel)
+			m.fail(t, "O2: a subscriber received an event on a channel it did not subscribe to",
+				"%s received #%d on channel %q, which it did not subscribe to", m.describe(s), m.rel(s.tenant, id), e.Channel)
 		case id <= s.last:
-			t.Fatalf("O3: %s received id %d after id %d", m.describe(s), id, s.last)
+			m.fail(t, "O3: a subscriber received an id not above the last one",
+				"%s received #%d after #%d", m.describe(s), m.rel(s.tenant, id), m.rel(s.tenant, s.last))
 		}
 		s.got = append(s.got, id)
 		s.seen[id] = true
@@ -557,16 +608,19 @@ func (m *model) update(t *rapid.T, s *modelSub) []int64 {
 	if ended != "" {
 		revoked := !s.revoked.IsZero()
 		if !revoked || (ended != "token_expired" && ended != "401 invalid_token") {
-			t.Fatalf("%s: its connection ended (%s) though nothing should have ended it (signing key revoked: %v)", m.describe(s), ended, revoked)
+			m.fail(t, "a subscriber's connection ended though nothing should have ended it",
+				"%s: its connection ended (%s) though nothing should have ended it (signing key revoked: %v)", m.describe(s), ended, revoked)
 		}
 		s.conn.close()
 		s.conn = nil
-		s.history[len(s.history)-1] += fmt.Sprintf(" to id %d, ended by %s %v after its key's revocation", s.last, ended, time.Since(s.revoked).Round(time.Millisecond))
+		s.history[len(s.history)-1] += fmt.Sprintf(" to #%d, ended by %s after its key's revocation", m.rel(s.tenant, s.last), ended)
+		t.Logf("%s ended by %s %v after its key's revocation", s.name, ended, time.Since(s.revoked).Round(time.Millisecond))
 		return nil
 	}
 	if !s.revoked.IsZero() {
 		if time.Since(s.revoked) > revokeBound {
-			t.Fatalf("%s outlived the revocation of its signing key by %v (bound %v)", m.describe(s), time.Since(s.revoked).Round(time.Millisecond), revokeBound)
+			m.fail(t, fmt.Sprintf("a stream outlived the revocation of its signing key by more than %v", revokeBound),
+				"%s outlived the revocation of its signing key by more than %v", m.describe(s), revokeBound)
 		}
 		return nil
 	}
