@@ -19,7 +19,7 @@ package main
 // stream whose signing key is revoked must end, with token_expired (SSE) or
 // 401 (polling), within revokeBound.
 //
-// The default run is short, for make test: six sequences of about 40
+// The default run is short, for make test: five sequences of about 40
 // steps. For a longer hunt: -rapid.checks=100 -rapid.steps=50. A failure
 // prints rapid's minimized sequence of steps, each logged in words; event
 // ids there count from the sequence's start (#1 is a tenant's first event
@@ -75,7 +75,7 @@ var (
 func TestModel(t *testing.T) {
 	// Short by default; flags given on the command line win. No fail file:
 	// a real system does not replay exactly, and the seed says as much.
-	rapidDefaults(map[string]string{"rapid.checks": "6", "rapid.steps": "40", "rapid.nofailfile": "true"})
+	rapidDefaults(map[string]string{"rapid.checks": "5", "rapid.steps": "40", "rapid.nofailfile": "true"})
 	t.Parallel()
 	env := newModelEnv(t)
 	rapid.Check(t, func(rt *rapid.T) {
