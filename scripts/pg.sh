@@ -69,10 +69,13 @@ resolve_dir() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# pick_port starts its search at a random port of the range, so clusters
+# started at the same moment (parallel fault tests) rarely race for one port.
 pick_port() {
-	local want=$1 p
+	local want=$1 p i start=$((RANDOM % 101))
 	if [ -n "$want" ] && port_free "$want"; then echo "$want"; return; fi
-	for p in $(seq 54320 54420); do
+	for i in $(seq 0 100); do
+		p=$((54320 + (start + i) % 101))
 		port_free "$p" && { echo "$p"; return; }
 	done
 	die "no free TCP port in 54320-54420 for PostgreSQL"

@@ -213,11 +213,21 @@ func ownCluster(t *testing.T) (string, func()) {
 	}
 	os.Chmod(dir, 0o755)
 	pg := func(args ...string) string {
-		out, err := exec.Command("../../scripts/pg.sh", args...).Output()
-		if err != nil {
-			t.Fatalf("pg.sh %v: %v", args, err)
+		var out []byte
+		var err error
+		// Another test's cluster may take the port pg.sh chose between its
+		// check and its start: try again, on another port.
+		for range 3 {
+			cmd := exec.Command("../../scripts/pg.sh", args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if out, err = cmd.Output(); err == nil {
+				return strings.TrimSpace(string(out))
+			}
+			err = fmt.Errorf("%w: %s", err, stderr.String())
 		}
-		return strings.TrimSpace(string(out))
+		t.Fatalf("pg.sh %v: %v", args, err)
+		return ""
 	}
 	url := pg("start", dir+"/pg")
 	t.Cleanup(func() {
