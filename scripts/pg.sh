@@ -110,10 +110,22 @@ cmd_start() {
 		# PG_PORT asks for a port on the first start (a test that crashes its
 		# cluster keeps it outside the range other clusters scan, so none
 		# takes it while this one is down); later starts reuse the same one.
-		port=$(pick_port "$(cat "$dir/hybridrt.port" 2>/dev/null || echo "${PG_PORT:-}")")
-		echo "$port" | as_pg tee "$dir/hybridrt.port" >/dev/null
-		as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null ||
-			{ tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start; see $dir/server.log"; }
+		local want attempt
+		want=$(cat "$dir/hybridrt.port" 2>/dev/null || echo "${PG_PORT:-}")
+		# A port can be free to connect to yet not to bind (another cluster
+		# starting at the same moment, or a client's ephemeral port): then
+		# try another one.
+		for attempt in 1 2 3 4 5; do
+			port=$(pick_port "$want")
+			echo "$port" | as_pg tee "$dir/hybridrt.port" >/dev/null
+			as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null && break
+			if [ "$attempt" = 5 ] || ! grep -q "could not bind" "$dir/server.log"; then
+				tail -n 20 "$dir/server.log" >&2
+				die "PostgreSQL did not start; see $dir/server.log"
+			fi
+			say "port $port is taken; trying another"
+			want=
+		done
 	fi
 
 	local db=${PG_DATABASE:-hybridrt}

@@ -176,13 +176,7 @@ func TestListenerKilled(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		a.waitReady() // both listeners back from the previous round
 		b.waitReady()
-		var killed int
-		err := pool.QueryRow(t.Context(), `
-			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			 WHERE application_name = 'hybridrt-listener' AND datname = current_database()`).Scan(&killed)
-		if err != nil || killed != 2 {
-			t.Fatalf("terminated %d listeners (%v), want 2", killed, err)
-		}
+		killListeners(t, pool, 2)
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -200,6 +194,19 @@ func TestListenerKilled(t *testing.T) {
 		if !in.svc.hub.Listening() {
 			t.Errorf("listener did not come back")
 		}
+	}
+}
+
+// killListeners terminates the LISTEN backends of every instance on pool's
+// database, as an operator or a crash would, and fails unless there were want.
+func killListeners(t *testing.T, pool *pgxpool.Pool, want int) {
+	t.Helper()
+	var killed int
+	err := pool.QueryRow(t.Context(), `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		 WHERE application_name = 'hybridrt-listener' AND datname = current_database()`).Scan(&killed)
+	if err != nil || killed != want {
+		t.Fatalf("terminated %d listeners (%v), want %d", killed, err, want)
 	}
 }
 

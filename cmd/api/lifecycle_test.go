@@ -808,13 +808,7 @@ func TestLongPollListenerKilled(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		a.waitReady()
 		b.waitReady()
-		var killed int
-		err := pool.QueryRow(t.Context(), `
-			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			 WHERE application_name = 'hybridrt-listener' AND datname = current_database()`).Scan(&killed)
-		if err != nil || killed != 2 {
-			t.Fatalf("terminated %d listeners (%v), want 2", killed, err)
-		}
+		killListeners(t, pool, 2)
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
