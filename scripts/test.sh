@@ -45,7 +45,29 @@ for target in \
 	./internal/realtime:FuzzLastEventID ./internal/channel:FuzzChannelName \
 	./internal/auth:FuzzAPIKeyParse ./internal/auth:FuzzJWTVerify \
 	./internal/ssetest:FuzzParserChunking; do
-	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}" >/dev/null ||
-		{ echo "fuzz target ${target#*:} failed; rerun: go test -run '^$' -fuzz '^${target#*:}\$' ${target%%:*}"; exit 1; }
-	echo "ok   ${target#*:}"
+	pkg=${target%%:*} name=${target#*:}
+	log=$(mktemp)
+	ok=
+	for attempt in 1 2; do
+		if go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+			ok=1
+			break
+		fi
+		# A failing input is saved under testdata/fuzz: a real finding, not
+		# retried. Without one, the fuzzer's own machinery failed (a worker
+		# lost under load): try once more.
+		if [ -n "$(git status --porcelain -- "$pkg/testdata/fuzz/$name")" ]; then
+			break
+		fi
+		echo "fuzz target $name failed without a failing input (attempt $attempt):"
+		tail -n 5 "$log"
+	done
+	if [ -z "$ok" ]; then
+		cat "$log"
+		echo "fuzz target $name failed; rerun: go test -run '^$' -fuzz '^$name\$' $pkg"
+		rm -f "$log"
+		exit 1
+	fi
+	rm -f "$log"
+	echo "ok   $name"
 done
