@@ -87,14 +87,14 @@ func (n *notifyTap) drain(quiet time.Duration) []string {
 
 // privateCluster starts a PostgreSQL cluster of the test's own, which the
 // test may crash without disturbing the others. pg runs scripts/pg.sh on it
-// ("crash", "start", ...) and returns what the script printed; dir is its
-// data directory.
+// ("crash", "start", "restart", ...) and returns what the script printed;
+// pool is a pool on it, migrated; dir is its data directory.
 //
 // Its port is below both the range pg.sh scans (54320-54420) and the
 // kernel's ephemeral ports: while it is down for seconds, neither another
 // test's cluster nor an httptest server can take it, which would make the
 // instances talk to a stranger.
-func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir string) {
+func privateCluster(t *testing.T) (url string, pool *pgxpool.Pool, pg func(cmd string) string, dir string) {
 	t.Helper()
 	parent, err := os.MkdirTemp("", "hybridrt-dbfault-")
 	if err != nil {
@@ -140,7 +140,15 @@ func privateCluster(t *testing.T) (url string, pg func(cmd string) string, dir s
 		}
 		os.Remove(dir + "/hybridrt.port") // and try another port
 	}
-	return url, pg, dir
+	pool, err = pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.Apply(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return url, pool, pg, dir
 }
 
 // lifeline is a raw SSE client that records when its stream shows signs of
@@ -272,15 +280,7 @@ func flip(points []readyPoint, t time.Time, status int) time.Duration {
 // is stored and reaches every subscriber.
 func TestPostgresCrash(t *testing.T) {
 	t.Parallel()
-	url, pg, _ := privateCluster(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Apply(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	url, pool, pg, _ := privateCluster(t)
 	cfg := testConfig()
 	cfg.DatabaseURL = url
 	cfg.Stream.Heartbeat = time.Second
@@ -949,15 +949,7 @@ func TestReadOnlyDatabase(t *testing.T) {
 // readiness and publishing come back.
 func TestStandbyDatabase(t *testing.T) {
 	t.Parallel()
-	url, pg, dir := privateCluster(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Apply(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	url, pool, pg, dir := privateCluster(t)
 	cfg := testConfig()
 	cfg.DatabaseURL = url
 	in := newInstance(t, pool, cfg)

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/hybridrt/hybridrt/internal/faultproxy"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
-	"github.com/hybridrt/hybridrt/migrations"
 )
 
 // follower is a subscriber that, like the SDKs, reconnects with its last id
@@ -210,55 +206,13 @@ func killListeners(t *testing.T, pool *pgxpool.Pool, want int) {
 	}
 }
 
-// ownCluster starts a PostgreSQL cluster of the test's own, so the test can
-// restart it without disturbing the others, and returns its URL and a restart.
-func ownCluster(t *testing.T) (string, func()) {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "hybridrt-fault-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	pg := func(args ...string) string {
-		var out []byte
-		var err error
-		// Another test's cluster may take the port pg.sh chose between its
-		// check and its start: try again, on another port.
-		for range 3 {
-			cmd := exec.Command("../../scripts/pg.sh", args...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if out, err = cmd.Output(); err == nil {
-				return strings.TrimSpace(string(out))
-			}
-			err = fmt.Errorf("%w: %s", err, stderr.String())
-		}
-		t.Fatalf("pg.sh %v: %v", args, err)
-		return ""
-	}
-	url := pg("start", dir+"/pg")
-	t.Cleanup(func() {
-		exec.Command("../../scripts/pg.sh", "stop", dir+"/pg").Run()
-		os.RemoveAll(dir)
-	})
-	return url, func() { pg("restart", dir+"/pg") }
-}
-
 // TestPostgresRestart: PostgreSQL restarts while publishers publish and
 // subscribers stream. Publishes in flight fail with 503 (never 500, never a
 // 201 without a commit); the pool and the listener recover without a
 // process restart; every acknowledged event reaches every subscriber.
 func TestPostgresRestart(t *testing.T) {
 	checkResources(t) // serial, so O4 can count the whole process
-	url, restart := ownCluster(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Apply(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	url, pool, pg, _ := privateCluster(t)
 	cfg := testConfig()
 	cfg.DatabaseURL = url
 	a, b := newInstance(t, pool, cfg), newInstance(t, pool, cfg)
@@ -274,7 +228,7 @@ func TestPostgresRestart(t *testing.T) {
 	stop := make(chan struct{})
 	wait := publishLoad(a, acme.APIKey, 4, stop)
 	time.Sleep(500 * time.Millisecond)
-	restart()
+	pg("restart")
 	restarted := time.Now()
 	// Recovery: a publish succeeds again within 5 s.
 	for {

@@ -26,12 +26,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/hybridrt/hybridrt/internal/faultproxy"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/internal/realtime"
-	"github.com/hybridrt/hybridrt/migrations"
 )
 
 // holderEnv, when set, makes the test binary a stream holder instead of
@@ -833,15 +830,7 @@ func TestLongPollListenerKilled(t *testing.T) {
 // the next event on its channel.
 func TestLongPollPostgresRestart(t *testing.T) {
 	t.Parallel()
-	dbURL, restart := ownCluster(t)
-	pool, err := pgxpool.New(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Apply(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	dbURL, pool, pg, _ := privateCluster(t)
 	cfg := testConfig()
 	cfg.DatabaseURL = dbURL
 	a, b := newInstance(t, pool, cfg), newInstance(t, pool, cfg)
@@ -856,7 +845,7 @@ func TestLongPollPostgresRestart(t *testing.T) {
 	stop := make(chan struct{})
 	wait := publishLoad(a, acme.APIKey, 3, stop)
 	time.Sleep(500 * time.Millisecond)
-	restart()
+	pg("restart")
 	restarted := time.Now()
 	for {
 		res, err := b.tryDo("GET", "/readyz", "", "")
