@@ -111,6 +111,13 @@ func responseHead(h http.Header) []byte {
 	return b.Bytes()
 }
 
+// Why a stream ended, for its log line, when the connection itself failed.
+const (
+	endClientGone  = "client gone"
+	endWriteFailed = "write failed or timed out"
+	endUnacked     = "client stopped acknowledging"
+)
+
 // sseStream is one subscriber's stream, from its first frame to its end.
 type sseStream struct {
 	log       *slog.Logger
@@ -154,14 +161,14 @@ func (st *sseStream) serveConn(nc net.Conn, head []byte) {
 	out := &connSink{conn: nc, timeout: st.cfg.WriteTimeout, head: head}
 
 	reason := st.serve(ctx, out)
-	if (reason == "client gone" || reason == "write failed or timed out") && errors.Is(context.Cause(ctx), syscall.ETIMEDOUT) {
+	if (reason == endClientGone || reason == endWriteFailed) && errors.Is(context.Cause(ctx), syscall.ETIMEDOUT) {
 		// The kernel gave up on a client that acknowledged nothing for the
 		// TCP user timeout: as much a slow consumer as a blocked write.
-		reason = "client stopped acknowledging"
+		reason = endUnacked
 		slowConsumers.Inc()
 	}
 	switch reason {
-	case "client gone", "client stopped acknowledging", "write failed or timed out":
+	case endClientGone, endUnacked, endWriteFailed: // the connection is dead
 	default: // ended on purpose: close the body properly
 		out.last()
 	}
@@ -200,7 +207,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 		"heartbeat":    int(cfg.Heartbeat.Seconds()),
 	}))
 	if flush() != nil {
-		return "client gone"
+		return endClientGone
 	}
 
 	heartbeat := time.NewTicker(cfg.Heartbeat)
@@ -212,7 +219,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 		evs, scanned, err := sub.After(ctx, cursor, readBatch)
 		if err != nil {
 			if ctx.Err() != nil {
-				return "client gone"
+				return endClientGone
 			}
 			return "store unavailable" // the client resumes with Last-Event-ID
 		}
@@ -222,7 +229,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 		cursor = scanned
 		if len(evs) > 0 {
 			if flush() != nil {
-				return "write failed or timed out"
+				return endWriteFailed
 			}
 			if live { // the newest event's age: what the slowest of the batch waited
 				deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
@@ -236,7 +243,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 
 		select {
 		case <-ctx.Done():
-			return "client gone"
+			return endClientGone
 		case <-st.hub.Done():
 			// Shutting down: ask clients to come back at staggered times,
 			// so they do not all reconnect to the other instances at once.
@@ -252,7 +259,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 			}
 			out.write([]byte(": ping\n\n"))
 			if flush() != nil {
-				return "write failed or timed out"
+				return endWriteFailed
 			}
 		case <-st.conn.TenantSuspended():
 			out.write(systemFrame("token_expired", "", map[string]string{"code": "tenant_suspended", "reason": "the tenant is suspended by the operator of this service"}))
