@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/web"
 )
 
 // Config is the service's configuration, read from the environment once at start.
@@ -23,6 +24,10 @@ type Config struct {
 	SignupOpen    bool
 	OperatorToken string
 	Pprof         bool // serve /debug/pprof/ to the operator
+
+	TrustedProxies web.TrustedProxies // peers allowed to name the client (X-Forwarded-For, Forwarded)
+	TLSCertFile    string             // with TLSKeyFile: serve HTTPS and HTTP/2
+	TLSKeyFile     string
 
 	EventRetention         time.Duration
 	Stream                 realtime.StreamConfig
@@ -54,6 +59,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("DATABASE_URL is not set: point it at PostgreSQL, e.g. postgres://user:password@localhost:5432/hybridrt (`make run` starts a private one for you)")
 	}
 
+	var err error
+	if cfg.TrustedProxies, err = web.ParseTrustedProxies(env("TRUSTED_PROXIES", "")); err != nil {
+		bad("TRUSTED_PROXIES: %v; list the CIDRs of your load balancers and proxies, comma-separated, e.g. 10.0.0.0/8,fd00::/8", err)
+	}
+	cfg.TLSCertFile, cfg.TLSKeyFile = env("TLS_CERT_FILE", ""), env("TLS_KEY_FILE", "")
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both (PEM certificate chain and its private key) to serve HTTPS, or neither for plain HTTP")
+	}
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		bad("ADDR=%q is not host:port: use e.g. :8080 or 127.0.0.1:8080", cfg.Addr)
@@ -62,7 +80,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	cfg.PublicURL = strings.TrimSuffix(env("PUBLIC_URL", "http://"+net.JoinHostPort(host, port)), "/")
+	cfg.PublicURL = strings.TrimSuffix(env("PUBLIC_URL", scheme+"://"+net.JoinHostPort(host, port)), "/")
 	if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("PUBLIC_URL=%q is not an absolute http(s) URL: set it to the address browsers use, e.g. https://rt.example.com", cfg.PublicURL)
 	}

@@ -25,7 +25,7 @@ import (
 // NewServer returns the service's whole HTTP API.
 func NewServer(log *slog.Logger, cfg Config, s *services) http.Handler {
 	r := chi.NewRouter()
-	r.Use(web.WithRequestID, web.AccessLog(log), web.Recover(log))
+	r.Use(web.WithRequestID, web.WithClientAddr(cfg.TrustedProxies), web.AccessLog(log), web.Recover(log))
 	r.NotFound(web.NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		web.MethodNotAllowed(w, req, allowedMethods(r, req.URL.Path))

@@ -8,21 +8,20 @@
 // Every state-changing request must pass Go's cross-origin protection and
 // carry the session's CSRF token (a form field, or the X-CSRF-Token header
 // that console.js adds to htmx requests). No GET changes state. Logins are
-// rate-limited per address. Every query is scoped to the session's tenant.
+// failures are rate-limited per client address. Every query is scoped to the session's tenant.
 package admin
 
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/a-h/templ"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/time/rate"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/realtime"
@@ -49,7 +48,8 @@ type Console struct {
 	Signup    auth.SignupPolicy
 	PublicURL string
 
-	logins loginLimiter
+	loginsOnce sync.Once
+	logins     *web.AddrLimiter // failed logins by client address
 }
 
 const (
@@ -250,26 +250,25 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c.render(w, r, http.StatusInternalServerError, views.ErrorPage(p, "The server could not do that just now. Try again in a moment."))
 }
 
-// loginLimiter allows each client address 10 login attempts, then one every 6 s.
-type loginLimiter struct {
-	mu sync.Mutex
-	by map[string]*rate.Limiter
-}
+// Each client address may fail failedLoginBurst logins at once, then one
+// every failedLoginEvery.
+const (
+	failedLoginBurst = 10
+	failedLoginEvery = 6 * time.Second
+)
 
-func (l *loginLimiter) allow(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+const tooManyLogins = "Too many failed logins from your address; wait a minute and try again."
+
+// loginFailed spends one of the client address's failed logins and returns
+// the status to answer: 200 (the form again, with its error) while the
+// address has failures left, else 429 with Retry-After. Only failures
+// count, and only failures are refused: a right key or token logs in
+// whatever others behind the same address tried.
+func (c *Console) loginFailed(w http.ResponseWriter, r *http.Request) int {
+	c.loginsOnce.Do(func() { c.logins = web.NewAddrLimiter(failedLoginEvery, failedLoginBurst) })
+	if c.logins.Of(r).Allow() {
+		return http.StatusOK
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.by == nil || len(l.by) > 10000 {
-		l.by = map[string]*rate.Limiter{}
-	}
-	lim, ok := l.by[host]
-	if !ok {
-		lim = rate.NewLimiter(rate.Every(6*time.Second), 10)
-		l.by[host] = lim
-	}
-	return lim.Allow()
+	w.Header().Set("Retry-After", strconv.Itoa(int(failedLoginEvery.Seconds())))
+	return http.StatusTooManyRequests
 }

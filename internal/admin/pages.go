@@ -48,15 +48,14 @@ func (c *Console) HandleLoginPage(w http.ResponseWriter, r *http.Request) {
 // HandleLogin serves POST /console/login: an API key starts a tenant session.
 func (c *Console) HandleLogin(w http.ResponseWriter, r *http.Request) {
 	f := form()
-	if !c.logins.allow(r) {
-		f.Errors["apiKey"] = "Too many login attempts from your address; wait a minute and try again."
-		c.render(w, r, http.StatusTooManyRequests, views.LoginPage(c.page(r, "Log in", ""), f))
-		return
-	}
 	tenantID, _, err := c.Keys.Authenticate(r.Context(), strings.TrimSpace(r.PostFormValue("apiKey")))
 	if errors.Is(err, auth.ErrInvalidKey) {
 		f.Errors["apiKey"] = "That API key is not valid: it may be mistyped or revoked."
-		c.render(w, r, http.StatusOK, views.LoginPage(c.page(r, "Log in", ""), f))
+		status := c.loginFailed(w, r)
+		if status != http.StatusOK {
+			f.Errors["apiKey"] = tooManyLogins
+		}
+		c.render(w, r, status, views.LoginPage(c.page(r, "Log in", ""), f))
 		return
 	}
 	if err != nil {
@@ -439,18 +438,20 @@ func (c *Console) HandleOperatorLoginPage(w http.ResponseWriter, r *http.Request
 // HandleOperatorLogin serves POST /console/operator/login.
 func (c *Console) HandleOperatorLogin(w http.ResponseWriter, r *http.Request) {
 	f := form()
+	status := http.StatusOK
 	switch {
-	case !c.logins.allow(r):
-		f.Errors["token"] = "Too many login attempts from your address; wait a minute and try again."
 	case c.Signup.OperatorToken == "":
 		f.Errors["token"] = "The operator view is off: start the server with OPERATOR_TOKEN set."
 	case !auth.OperatorTokenOK(r.PostFormValue("token"), c.Signup.OperatorToken):
 		f.Errors["token"] = "That is not the operator token."
+		if status = c.loginFailed(w, r); status != http.StatusOK {
+			f.Errors["token"] = tooManyLogins
+		}
 	default:
 		c.startSession(w, r, 0, true, "/console/operator")
 		return
 	}
-	c.render(w, r, http.StatusOK, views.OperatorLoginPage(c.page(r, "Operator login", ""), f))
+	c.render(w, r, status, views.OperatorLoginPage(c.page(r, "Operator login", ""), f))
 }
 
 // HandleSuspendTenant serves POST /console/operator/tenants/{id}/suspend,

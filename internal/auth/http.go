@@ -77,9 +77,9 @@ func HandleSignup(log *slog.Logger, pool *pgxpool.Pool, signing *SigningKeys, po
 	// Open sign-up is a brake on floods from one address: SignupBurst
 	// tenants at once, then one every SignupInterval. The operator token
 	// is exempt, for provisioning scripts.
-	flood := &addrLimiter{interval: SignupInterval, burst: SignupBurst}
+	flood := web.NewAddrLimiter(SignupInterval, SignupBurst)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if policy.Open && !flood.allow(r) {
+		if policy.Open && !flood.Of(r).Allow() {
 			if ok, _ := operatorOK(r, policy.OperatorToken); !ok {
 				web.NewProblem(http.StatusTooManyRequests, "signup_rate_limited",
 					fmt.Sprintf("too many sign-ups from your address; try again in %d seconds", int(SignupInterval.Seconds()))).

@@ -21,6 +21,8 @@ import (
 const (
 	// CacheTTL bounds how long a revoked key keeps working on other instances.
 	CacheTTL = 2 * time.Second
+	// maxUnknownKeys bounds the memory of lookup prefixes known not to exist.
+	maxUnknownKeys = 10000
 	// FlushInterval is how often last-used times are written.
 	FlushInterval = 30 * time.Second
 )
@@ -46,9 +48,10 @@ type Keys struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedKey // by lookup prefix
-	used  map[int64]time.Time  // by key id: last use not yet written
+	mu      sync.Mutex
+	cache   map[string]cachedKey // by lookup prefix
+	unknown map[string]time.Time // lookup prefixes no key has, until when that is assumed
+	used    map[int64]time.Time  // by key id: last use not yet written
 }
 
 type cachedKey struct {
@@ -62,10 +65,11 @@ type cachedKey struct {
 // times to reach the database.
 func NewKeys(pool *pgxpool.Pool) *Keys {
 	return &Keys{
-		pool:  pool,
-		now:   time.Now,
-		cache: make(map[string]cachedKey),
-		used:  make(map[int64]time.Time),
+		pool:    pool,
+		now:     time.Now,
+		cache:   make(map[string]cachedKey),
+		unknown: make(map[string]time.Time),
+		used:    make(map[int64]time.Time),
 	}
 }
 
@@ -179,7 +183,13 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, int64, 
 	now := k.now()
 	k.mu.Lock()
 	c, ok := k.cache[lookup]
+	unknownUntil, known := k.unknown[lookup]
 	k.mu.Unlock()
+	if known && now.Before(unknownUntil) {
+		// A client retrying one bad key in a loop costs no query. Lookup
+		// prefixes are random, so no key created meanwhile can have it.
+		return 0, 0, ErrInvalidKey
+	}
 	if !ok || now.After(c.expires) {
 		err := k.pool.QueryRow(ctx,
 			`SELECT id, tenant_id, secret_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL`,
@@ -187,6 +197,10 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, int64, 
 		if errors.Is(err, pgx.ErrNoRows) {
 			k.mu.Lock()
 			delete(k.cache, lookup)
+			if len(k.unknown) >= maxUnknownKeys {
+				clear(k.unknown)
+			}
+			k.unknown[lookup] = now.Add(CacheTTL)
 			k.mu.Unlock()
 			return 0, 0, ErrInvalidKey
 		}
@@ -194,6 +208,8 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (tenant.ID, int64, 
 			return 0, 0, fmt.Errorf("auth: look up API key: %w", err)
 		}
 		c.expires = now.Add(CacheTTL)
+		// The row is kept even when the secret below does not match, so
+		// guesses at a known prefix are checked in memory too.
 		k.mu.Lock()
 		k.cache[lookup] = c
 		k.mu.Unlock()

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -53,11 +51,14 @@ func bearer(r *http.Request) (string, *web.Problem) {
 // RequireAPIKey admits requests that carry a valid API key and puts its
 // tenant in the request context.
 //
-// An address that keeps presenting invalid keys is refused for a while with
-// 429 before any lookup: a key with a well-formed checksum costs a query,
-// and the checksum is no secret.
+// A valid key is always admitted, whatever else its client's address has
+// sent: an address that keeps presenting invalid keys only gets its
+// failures answered with 429 and Retry-After instead of 401, so a client
+// behind the same proxy or NAT as a misconfigured or hostile one is never
+// locked out. What a spray of invalid keys costs is bounded by Keys: a key
+// whose lookup prefix was just seen is checked in memory.
 func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler {
-	failures := &addrLimiter{interval: time.Second / failedKeysPerSecond, burst: failedKeysBurst}
+	failures := web.NewAddrLimiter(time.Second/failedKeysPerSecond, failedKeysBurst)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, p := bearer(r)
@@ -65,22 +66,15 @@ func RequireAPIKey(log *slog.Logger, keys *Keys) func(http.Handler) http.Handler
 				p.Write(w)
 				return
 			}
-			// Only a well-formed key costs a lookup; a malformed one is
-			// refused without, so it is not counted.
-			var budget *rate.Limiter
-			if wellFormed(token) {
-				budget = failures.of(r)
-			}
-			if budget != nil && budget.Tokens() < 1 {
-				web.NewProblem(http.StatusTooManyRequests, "too_many_failed_attempts",
-					"too many invalid API keys from this address; check the key, and retry later").
-					WithHeader("Retry-After", "1").Write(w)
-				return
-			}
 			tenantID, keyID, err := keys.Authenticate(r.Context(), token)
 			if errors.Is(err, ErrInvalidKey) {
-				if budget != nil {
-					budget.Allow() // spend one of the address's failures
+				// Only a well-formed key costs a lookup; a malformed one is
+				// refused without, so it is not counted.
+				if wellFormed(token) && !failures.Of(r).Allow() {
+					web.NewProblem(http.StatusTooManyRequests, "too_many_failed_attempts",
+						"too many invalid API keys from this address; check the key, and retry later").
+						WithHeader("Retry-After", "1").Write(w)
+					return
 				}
 				web.NewProblem(http.StatusUnauthorized, "invalid_api_key",
 					"the API key is not valid: it may be mistyped or revoked").

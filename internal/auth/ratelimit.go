@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -52,41 +51,9 @@ func RateLimit(perSecond int) func(http.Handler) http.Handler {
 	}
 }
 
-// addrLimiter allows each client address burst requests, then one every
-// interval. It keys on the connection's address: behind a proxy all
-// clients share one budget, so it is a brake on floods, not a quota.
-type addrLimiter struct {
-	interval time.Duration
-	burst    int
-
-	mu sync.Mutex
-	by map[string]*rate.Limiter
-}
-
 // Each client address may present failedKeysBurst invalid API keys at once,
 // then failedKeysPerSecond a second; beyond, RequireAPIKey answers 429.
 const (
 	failedKeysBurst     = 100
 	failedKeysPerSecond = 10
 )
-
-func (l *addrLimiter) allow(r *http.Request) bool { return l.of(r).Allow() }
-
-// of returns the limiter of r's client address.
-func (l *addrLimiter) of(r *http.Request) *rate.Limiter {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.by == nil || len(l.by) > 10000 { // bound the memory a spray of addresses can take
-		l.by = map[string]*rate.Limiter{}
-	}
-	lim, ok := l.by[host]
-	if !ok {
-		lim = rate.NewLimiter(rate.Every(l.interval), l.burst)
-		l.by[host] = lim
-	}
-	return lim
-}

@@ -121,7 +121,7 @@ func newConn(r *http.Request, s subscription, transport string) *Conn {
 		Subject:     s.sub.Subject,
 		Channels:    s.channels,
 		Transport:   transport,
-		RemoteAddr:  r.RemoteAddr,
+		RemoteAddr:  web.ClientAddrString(r),
 		UserAgent:   ua,
 		ConnectedAt: time.Now(),
 	}

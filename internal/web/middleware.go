@@ -109,7 +109,7 @@ func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
 					slog.Int("status", status),
 					slog.Int64("bytes", sw.bytes),
 					slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-					slog.String("remote", r.RemoteAddr))
+					slog.String("client", ClientAddrString(r)))
 			}()
 			next.ServeHTTP(sw, r)
 		})
