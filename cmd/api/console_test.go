@@ -366,17 +366,20 @@ func TestConsoleSecurity(t *testing.T) {
 		t.Errorf("operator session on a tenant page = %d, want a redirect", code)
 	}
 
-	// Login attempts are rate-limited per address.
+	// Failed logins are rate-limited per address; a right key still logs in.
 	att := in.browser()
 	limited := false
 	for range 15 {
-		if code, body, _ := att.post("/console/login", url.Values{"apiKey": {"hrt_guess"}}); code == http.StatusTooManyRequests && strings.Contains(body, "Too many login attempts") {
+		if code, body, h := att.post("/console/login", url.Values{"apiKey": {"hrt_guess"}}); code == http.StatusTooManyRequests && strings.Contains(body, "Too many failed logins") && h.Get("Retry-After") != "" {
 			limited = true
 			break
 		}
 	}
 	if !limited {
 		t.Errorf("15 bad logins in a row were never rate-limited")
+	}
+	if code, _, h := att.post("/console/login", url.Values{"apiKey": {acme.APIKey}}); code != http.StatusSeeOther || h.Get("Location") != "/console/overview" {
+		t.Errorf("a right key from the limited address = %d %s, want 303 to the overview", code, h.Get("Location"))
 	}
 	if strings.Contains(in.logs.String(), session) || strings.Contains(in.logs.String(), cfg.OperatorToken) {
 		t.Errorf("logs contain a session id or the operator token")

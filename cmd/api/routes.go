@@ -49,7 +49,7 @@ func allowedMethods(r *chi.Mux, path string) []string {
 func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	signup := auth.SignupPolicy{Open: cfg.SignupOpen, OperatorToken: cfg.OperatorToken}
 	apiKey := auth.RequireAPIKey(log, s.keys)
-	limit := auth.RateLimit(cfg.PublishRate)
+	limit := auth.RateLimit(s.shared, cfg.PublishRate)
 	active := tenant.RequireActive(log, s.status) // after the credential check: 403 tenant_suspended
 
 	r.Get("/healthz", handleHealthz)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
@@ -30,6 +31,7 @@ type services struct {
 	quotas   *tenant.QuotaCache
 	status   *tenant.Status
 	limits   *realtime.Limits
+	shared   *limit.Shared // limits that hold across instances
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
@@ -42,6 +44,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	tenants := tenant.NewStore(pool)
 	quotas := tenant.NewQuotaCache(tenants)
 	status := tenant.NewStatus(tenants)
+	shared := limit.New(pool)
 	return &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),
@@ -51,19 +54,21 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 		store:    store,
 		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
 		pub:      realtime.NewPublisher(pool),
-		registry: realtime.NewRegistry(pool, status),
+		registry: realtime.NewRegistry(pool, status, shared),
 		sessions: admin.NewSessions(pool),
 		tenants:  tenants,
 		quotas:   quotas,
 		status:   status,
-		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas),
+		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas, shared),
+		shared:   shared,
 	}, nil
 }
 
 // start runs the background parts in g until ctx ends: the LISTEN loop, the
 // group-commit publisher, the connection registry, the key-usage writer, the
 // retention pruner (which keeps pruning suspended tenants' events too), the
-// NOTIFY queue watch and the re-reading of suspended tenants.
+// NOTIFY queue watch, the re-reading of suspended tenants, and the sharing of
+// limits with the other instances.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
 	s.hub.ProbeEvery = cfg.Stream.Heartbeat
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
@@ -74,4 +79,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.sessions.Run(ctx, log) })
 	g.Go(func() error { return realtime.WatchNotifyQueue(ctx, s.pool, log, cfg.NotifyQueue) })
 	g.Go(func() error { return s.status.Run(ctx, log) })
+	g.Go(func() error { return s.shared.Run(ctx, log, s.registry.InstanceID()) })
 }

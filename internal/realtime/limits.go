@@ -4,12 +4,11 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"golang.org/x/time/rate"
 
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -28,14 +27,14 @@ type Limits struct {
 	MaxConnections int
 
 	quotas *tenant.QuotaCache
-
-	mu    sync.Mutex
-	rates map[tenant.ID]*rate.Limiter
+	shared *limit.Shared // publish rates, across instances
 }
 
-// NewLimits returns the limits with these defaults, read per tenant through quotas.
-func NewLimits(publish PublishConfig, stream StreamConfig, maxConnections int, quotas *tenant.QuotaCache) *Limits {
-	return &Limits{Publish: publish, Stream: stream, MaxConnections: maxConnections, quotas: quotas, rates: map[tenant.ID]*rate.Limiter{}}
+// NewLimits returns the limits with these defaults, read per tenant through
+// quotas. Rates are enforced for the tenant as a whole, across instances,
+// through shared.
+func NewLimits(publish PublishConfig, stream StreamConfig, maxConnections int, quotas *tenant.QuotaCache, shared *limit.Shared) *Limits {
+	return &Limits{Publish: publish, Stream: stream, MaxConnections: maxConnections, quotas: quotas, shared: shared}
 }
 
 // effective is one tenant's limits.
@@ -76,19 +75,13 @@ func (l *Limits) PublishConfigFor(ctx context.Context, id tenant.ID) (PublishCon
 	return e.publish, err
 }
 
-// allowPublish takes one request from the tenant's publish-rate budget.
+// allowPublish takes one request from the tenant's publish-rate budget,
+// which all instances share.
 func (l *Limits) allowPublish(id tenant.ID, perSecond int) bool {
 	if perSecond <= 0 {
 		return true
 	}
-	l.mu.Lock()
-	lim, ok := l.rates[id]
-	if !ok || lim.Limit() != rate.Limit(perSecond) {
-		lim = rate.NewLimiter(rate.Limit(perSecond), perSecond)
-		l.rates[id] = lim
-	}
-	l.mu.Unlock()
-	return lim.Allow()
+	return l.shared.Allow("pub:"+strconv.FormatInt(int64(id), 10), perSecond)
 }
 
 // publishLimits returns the request's tenant's publish limits, or the

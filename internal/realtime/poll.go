@@ -48,7 +48,7 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 			return
 		}
 		conn := newConn(r, s, "polling")
-		if err := reg.Add(conn, s.sub.Expires, lim.maxConnections); err != nil {
+		if err := reg.Add(ctx, conn, s.sub.Expires, lim.maxConnections); err != nil {
 			web.Fail(w, r, log, subscribeError(err))
 			return
 		}

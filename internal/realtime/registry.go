@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
@@ -66,27 +68,29 @@ func (c *Conn) TenantSuspended() <-chan struct{} { return c.suspended }
 type Registry struct {
 	pool       *pgxpool.Pool
 	status     *tenant.Status
+	limits     *limit.Shared // connections per tenant, across instances
 	instanceID string
 
-	mu       sync.Mutex
-	live     map[string]*Conn
-	byTenant map[tenant.ID]int
-	added    map[string]*Conn // not yet written
+	mu      sync.Mutex
+	live    map[string]*Conn
+	added   map[string]*Conn // not yet written
 	removed  map[string]bool  // not yet deleted
 }
 
 // NewRegistry returns a registry for this instance. It ends the
-// connections of the tenants that status reports suspended.
-func NewRegistry(pool *pgxpool.Pool, status *tenant.Status) *Registry {
+// connections of the tenants that status reports suspended, and counts
+// every tenant's connections against its limit in limits, which holds for
+// the tenant across all instances.
+func NewRegistry(pool *pgxpool.Pool, status *tenant.Status, limits *limit.Shared) *Registry {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return &Registry{
 		pool:       pool,
 		status:     status,
+		limits:     limits,
 		instanceID: fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:])),
 		live:       map[string]*Conn{},
-		byTenant:   map[tenant.ID]int{},
 		added:      map[string]*Conn{},
 		removed:    map[string]bool{},
 	}
@@ -103,18 +107,17 @@ func NewConnID() string {
 }
 
 // Add registers c, or refuses it with ErrTooManyConnections when its tenant
-// already has max connections on this instance. From then on, c's
+// has max connections, counted on every instance. From then on, c's
 // TenantSuspended closes when its tenant is suspended, at once if it already is
 // (it may have been suspended since the request was let in).
-func (g *Registry) Add(c *Conn, expires time.Time, max int) error {
+func (g *Registry) Add(ctx context.Context, c *Conn, expires time.Time, max int) error {
 	c.Instance = g.instanceID
 	c.expires.Store(expires.UnixNano())
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.byTenant[c.TenantID] >= max {
+	if !g.limits.Acquire(ctx, connScope(c.TenantID), max) {
 		return ErrTooManyConnections
 	}
-	g.byTenant[c.TenantID]++
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.live[c.ID] = c
 	g.added[c.ID] = c
 	c.suspended = g.status.Watch(c.TenantID)
@@ -131,9 +134,7 @@ func (g *Registry) Remove(c *Conn) {
 	}
 	g.status.Unwatch(c.TenantID)
 	delete(g.live, c.ID)
-	if g.byTenant[c.TenantID]--; g.byTenant[c.TenantID] == 0 {
-		delete(g.byTenant, c.TenantID)
-	}
+	g.limits.Release(connScope(c.TenantID))
 	if _, unwritten := g.added[c.ID]; unwritten {
 		delete(g.added, c.ID)
 	} else {
@@ -141,6 +142,9 @@ func (g *Registry) Remove(c *Conn) {
 	}
 	connectionsGauge.WithLabelValues(c.Transport).Dec()
 }
+
+// connScope names a tenant's connection limit in limit.Shared.
+func connScope(id tenant.ID) string { return "conn:" + strconv.FormatInt(int64(id), 10) }
 
 // Count returns the number of live connections on this instance.
 func (g *Registry) Count() int {

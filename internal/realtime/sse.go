@@ -44,7 +44,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			return
 		}
 		conn := newConn(r, s, "sse")
-		if err := reg.Add(conn, s.sub.Expires, lim.maxConnections); err != nil {
+		if err := reg.Add(ctx, conn, s.sub.Expires, lim.maxConnections); err != nil {
 			web.Fail(w, r, log, subscribeError(err))
 			return
 		}

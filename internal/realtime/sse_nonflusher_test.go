@@ -12,6 +12,7 @@ import (
 
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
@@ -49,8 +50,9 @@ func TestSSENonFlusher(t *testing.T) {
 	store := NewStore(pool)
 	hub := NewHub(store, DefaultRingSize)
 	defer hub.Close()
-	reg := NewRegistry(pool, tenant.NewStatus(tenant.NewStore(pool)))
-	limits := NewLimits(DefaultPublishConfig, DefaultStreamConfig, 100, tenant.NewQuotaCache(tenant.NewStore(pool)))
+	shared := limit.New(pool)
+	reg := NewRegistry(pool, tenant.NewStatus(tenant.NewStore(pool)), shared)
+	limits := NewLimits(DefaultPublishConfig, DefaultStreamConfig, 100, tenant.NewQuotaCache(tenant.NewStore(pool)), shared)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	h := HandleSSE(log, hub, reg, nil, limits)

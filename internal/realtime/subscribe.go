@@ -105,7 +105,7 @@ func subscribeError(err error) error {
 	if errors.Is(err, ErrTooManyConnections) {
 		countRejection("too_many_connections")
 		return web.NewProblem(http.StatusTooManyRequests, "too_many_connections",
-			"this tenant has reached its connection limit on this instance; retry later").WithHeader("Retry-After", "5")
+			"this tenant has reached its connection limit; retry later").WithHeader("Retry-After", "5")
 	}
 	return err
 }
