@@ -74,7 +74,7 @@ type Registry struct {
 	mu      sync.Mutex
 	live    map[string]*Conn
 	added   map[string]*Conn // not yet written
-	removed  map[string]bool  // not yet deleted
+	removed map[string]bool  // not yet deleted
 }
 
 // NewRegistry returns a registry for this instance. It ends the

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
-	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/internal/limit"
+	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
