@@ -43,7 +43,7 @@ echo "== fuzzing each target for $fuzztime"
 for target in \
 	./internal/realtime:FuzzSSEEncode ./internal/realtime:FuzzPublishDecode \
 	./internal/realtime:FuzzLastEventID ./internal/channel:FuzzChannelName \
-	./internal/auth:FuzzAPIKeyParse ./internal/auth:FuzzJWTVerify \
+	./internal/auth:FuzzAPIKeyParse ./internal/auth:FuzzJWTVerify ./internal/web:FuzzResolve \
 	./internal/ssetest:FuzzParserChunking; do
 	pkg=${target%%:*} name=${target#*:}
 	log=$(mktemp)
