@@ -142,6 +142,27 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 	return in
 }
 
+// loopbackClient returns an HTTP client whose connections come from the
+// loopback address ip (Linux routes all of 127.0.0.0/8 to lo), so a test
+// can be several clients at once.
+func loopbackClient(ip string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)},
+	}).DialContext}}
+}
+
+// logLines returns the instance's JSON log lines whose message is msg.
+func (in *instance) logLines(msg string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(in.logs.String(), "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == msg {
+			out = append(out, entry)
+		}
+	}
+	return out
+}
+
 // waitReady waits until the instance's listener is live, as a load balancer
 // would before sending traffic.
 func (in *instance) waitReady() {
@@ -186,6 +207,21 @@ func (in *instance) do(method, path, bearer, body string, header ...string) resp
 // instance): it returns the error instead of failing the test.
 func (in *instance) tryDo(method, path, bearer, body string, header ...string) (response, error) {
 	in.t.Helper()
+	return in.tryDoVia(http.DefaultClient, method, path, bearer, body, header...)
+}
+
+// doVia is do through client c: from another source address, say.
+func (in *instance) doVia(c *http.Client, method, path, bearer, body string, header ...string) response {
+	in.t.Helper()
+	res, err := in.tryDoVia(c, method, path, bearer, body, header...)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return res
+}
+
+func (in *instance) tryDoVia(c *http.Client, method, path, bearer, body string, header ...string) (response, error) {
+	in.t.Helper()
 	req, err := http.NewRequest(method, in.url+path, strings.NewReader(body))
 	if err != nil {
 		return response{}, err
@@ -203,7 +239,7 @@ func (in *instance) tryDo(method, path, bearer, body string, header ...string) (
 			req.Header.Add(header[i], header[i+1])
 		}
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		return response{}, err
 	}
