@@ -719,6 +719,32 @@ func TestBusyPool(t *testing.T) {
 		})
 	}
 
+	// New streams and polls on the starved instance are refused within the
+	// same deadline, rather than waiting without bound for a connection.
+	for _, path := range []string{"/api/realtime/sse?channels=c", "/api/realtime/polling?channels=c&timeout=1"} {
+		refusals.Go(func() {
+			t0 := time.Now()
+			res, err := a.tryDoVia(&http.Client{Timeout: 15 * time.Second}, "GET", path, tok, "")
+			took := time.Since(t0)
+			if err != nil {
+				t.Errorf("GET %s on the starved instance: %v after %v, want 503 with Retry-After", path, err, took)
+				return
+			}
+			if res.status != 503 || res.header.Get("Retry-After") == "" {
+				t.Errorf("GET %s on the starved instance = %d %s after %v, want 503 with Retry-After", path, res.status, res.body, took)
+			}
+			if took > apiDeadline+3*time.Second {
+				t.Errorf("GET %s on the starved instance took %v, more than the %v deadline (+3 s)", path, took, apiDeadline)
+			}
+			t.Logf("GET %s on the starved instance: %d after %v", path, res.status, took.Round(time.Millisecond))
+		})
+	}
+	// A busy pool does not pull the instance out of the load balancer: it
+	// still streams, and its LISTEN connection shows the database is up.
+	if res := a.do("GET", "/readyz", "", ""); res.status != 200 || !strings.Contains(string(res.body), `"pool":"busy"`) {
+		t.Errorf("/readyz on the starved instance = %d %s, want 200 with pool busy", res.status, res.body)
+	}
+
 	// Meanwhile events published through b reach a's subscriber.
 	arrived := map[string]time.Time{}
 	sentAt := map[string]time.Time{}

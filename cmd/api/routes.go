@@ -144,10 +144,13 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		r.Group(func(r chi.Router) {
 			r.Use(subscriberCORS)
 			jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
-			r.With(jwtOnly, active).Post("/tickets", auth.HandleTicket(log, s.tickets))
-			r.With(jwtOnly, active).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
-			r.With(auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
-			r.With(jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
+			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/tickets", auth.HandleTicket(log, s.tickets))
+			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
+			// A stream's setup waits on the database as long as an API
+			// request may; the stream itself has no deadline.
+			connect := web.WithConnectDeadline(apiDeadline)
+			r.With(connect, auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
+			r.With(connect, jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
 			// Preflight requests (for the Authorization header) end in the CORS
 			// middleware; these routes only give them something to match.
 			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
@@ -218,19 +221,38 @@ func handleHealthz(w http.ResponseWriter, r *http.Request) {
 
 // handleReadyz serves GET /readyz: the instance can serve, because its
 // database answers and its LISTEN connection is live.
+//
+// A pool that is merely busy (every connection in use, none free within a
+// second) is not a reason to be pulled out of the load balancer: the
+// dedicated LISTEN connection, alive and self-probing, shows the database
+// answers, and the instance still streams to its clients and sheds what it
+// cannot take with 503 and Retry-After. So it stays ready, and says "busy".
 func handleReadyz(s *services) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		notReady := func(detail string) {
+			web.NewProblem(http.StatusServiceUnavailable, "not_ready", detail).WithHeader("Retry-After", "1").Write(w)
+		}
+		if !s.hub.Listening() {
+			notReady("the LISTEN connection is not established; live delivery is paused")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		detail := ""
-		switch {
-		case s.pool.Ping(ctx) != nil:
-			detail = "the database does not answer"
-		case !s.hub.Listening():
-			detail = "the LISTEN connection is not established; live delivery is paused"
+		wait, stopWaiting := context.WithTimeout(ctx, time.Second)
+		defer stopWaiting()
+		conn, err := s.pool.Acquire(wait)
+		if err != nil {
+			stat := s.pool.Stat()
+			if wait.Err() != nil && stat.AcquiredConns() >= stat.MaxConns() {
+				web.Encode(w, http.StatusOK, map[string]string{"status": "ready", "pool": "busy"})
+				return
+			}
+			notReady("the database does not answer")
+			return
 		}
-		if detail != "" {
-			web.NewProblem(http.StatusServiceUnavailable, "not_ready", detail).WithHeader("Retry-After", "1").Write(w)
+		defer conn.Release()
+		if err := conn.Ping(ctx); err != nil {
+			notReady("the database does not answer")
 			return
 		}
 		web.Encode(w, http.StatusOK, map[string]string{"status": "ready"})

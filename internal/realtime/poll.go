@@ -54,6 +54,9 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 		}
 		defer reg.Remove(conn)
 
+		// Set up: from here on the poll is held until its timeout, not the
+		// connect deadline (web.WithConnectDeadline).
+		ctx = web.StreamContext(ctx)
 		sub := hub.Subscribe(s.sub.TenantID, s.channels)
 		defer sub.Close()
 		// Never hold past the token's expiry.

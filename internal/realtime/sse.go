@@ -75,7 +75,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			web.Error(w, http.StatusInternalServerError, "internal", "")
 			return
 		}
-		st.serve(ctx, &responseSink{w: w, rc: rc, timeout: lim.stream.WriteTimeout})
+		st.serve(web.StreamContext(ctx), &responseSink{w: w, rc: rc, timeout: lim.stream.WriteTimeout})
 	}
 }
 
