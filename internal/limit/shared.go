@@ -321,8 +321,12 @@ func (s *Shared) Sync(ctx context.Context, instanceID string) error {
 		instances int
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		scopes := make([]string, len(reports))
+		for i, r := range reports {
+			scopes[i] = r.scope
+		}
 		var err error
-		others, instances, err = readOthers(ctx, tx, instanceID, nil)
+		others, instances, err = readOthers(ctx, tx, instanceID, scopes)
 		if err != nil {
 			return err
 		}
@@ -393,19 +397,20 @@ func noHeartbeatYet(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
 
-// readOthers returns the other live instances' usage and reservations by
-// scope (of only these scopes, when given), and the number of live
-// instances, this one included, after taking the sync lock.
-func readOthers(ctx context.Context, tx pgx.Tx, instanceID string, only []string) (map[string]usage, int, error) {
+// readOthers returns the other live instances' usage and reservations of
+// scopes, and the number of live instances, this one included, after
+// taking the sync lock.
+func readOthers(ctx context.Context, tx pgx.Tx, instanceID string, scopes []string) (map[string]usage, int, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(syncLock)); err != nil {
 		return nil, 0, fmt.Errorf("limit: take the sync lock: %w", err)
 	}
 	rows, err := tx.Query(ctx, `
 		SELECT u.scope, sum(u.held)::bigint, sum(u.demand), sum(u.reserved)
-		  FROM limit_usage u JOIN instances i ON i.id = u.instance_id
+		  FROM limit_usage u
+		  JOIN unnest($3::text[]) AS mine (scope) ON mine.scope = u.scope
+		  JOIN instances i ON i.id = u.instance_id
 		 WHERE u.instance_id <> $1 AND i.heartbeat_at > now() - make_interval(secs => $2)
-		   AND ($3::text[] IS NULL OR u.scope = ANY($3))
-		 GROUP BY u.scope`, instanceID, instanceDead.Seconds(), only)
+		 GROUP BY u.scope`, instanceID, instanceDead.Seconds(), scopes)
 	if err != nil {
 		return nil, 0, fmt.Errorf("limit: read the other instances' usage: %w", err)
 	}
@@ -443,7 +448,11 @@ func writeOwn(ctx context.Context, tx pgx.Tx, instanceID string, reports []repor
 		scopes[i], held[i], demand[i], reserved[i] = r.scope, r.held, r.demand, r.reserved
 	}
 	if all {
-		if _, err := tx.Exec(ctx, `DELETE FROM limit_usage WHERE instance_id = $1 AND NOT scope = ANY($2)`, instanceID, scopes); err != nil {
+		// NOT IN a subquery is a hashed anti-join; NOT scope = ANY($2)
+		// would compare every row with every scope.
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM limit_usage
+			 WHERE instance_id = $1 AND scope NOT IN (SELECT unnest($2::text[]))`, instanceID, scopes); err != nil {
 			return fmt.Errorf("limit: report usage: %w", err)
 		}
 	}

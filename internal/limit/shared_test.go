@@ -43,14 +43,14 @@ func TestShare(t *testing.T) {
 // simulated clock, so shares can be checked second by second without
 // waiting for real seconds.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	pool  *pgxpool.Pool
 	now   time.Time
 	nodes []*Shared
 	ids   []string
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, pool: pgtest.NewDB(t), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i := range n {

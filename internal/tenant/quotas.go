@@ -14,9 +14,9 @@ import (
 // Quotas are one tenant's limits, set by the operator. A nil field means the
 // server's default (its configuration).
 type Quotas struct {
-	MaxConnections *int      `json:"maxConnections,omitempty"` // live connections per instance
+	MaxConnections *int      `json:"maxConnections,omitempty"` // live connections, on all instances together
 	MaxChannels    *int      `json:"maxChannels,omitempty"`    // channels per subscription
-	PublishRate    *int      `json:"publishRate,omitempty"`    // publish requests per second, per instance
+	PublishRate    *int      `json:"publishRate,omitempty"`    // publish requests per second, on all instances together
 	MaxEventBytes  *int      `json:"maxEventBytes,omitempty"`  // encoded data of one event
 	MaxBatch       *int      `json:"maxBatch,omitempty"`       // events per publish request
 	Retention      *Duration `json:"retention,omitempty"`      // how long events are kept
