@@ -246,7 +246,13 @@ func (s *Shared) Run(ctx context.Context, log *slog.Logger, instanceID string) e
 	defer t.Stop()
 	failing := false
 	for {
+		start := time.Now()
 		err := s.Sync(ctx, instanceID)
+		if err != nil && ctx.Err() == nil {
+			syncFailures.Inc()
+		} else {
+			syncSeconds.Observe(time.Since(start).Seconds())
+		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			failing = true
