@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ type Config struct {
 	TrustedProxies web.TrustedProxies // peers allowed to name the client (X-Forwarded-For, Forwarded)
 	TLSCertFile    string             // with TLSKeyFile: serve HTTPS and HTTP/2
 	TLSKeyFile     string
+	TLSCertificate *tls.Certificate // loaded from the two files at start; nil for plain HTTP
 
 	EventRetention         time.Duration
 	Stream                 realtime.StreamConfig
@@ -66,6 +68,15 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	cfg.TLSCertFile, cfg.TLSKeyFile = env("TLS_CERT_FILE", ""), env("TLS_KEY_FILE", "")
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both (PEM certificate chain and its private key) to serve HTTPS, or neither for plain HTTP")
+	} else if cfg.TLSCertFile != "" {
+		// Loaded now, not at the first handshake: a wrong path or a key of
+		// another certificate stops the start instead of failing every client.
+		if cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			bad("TLS_CERT_FILE=%q and TLS_KEY_FILE=%q cannot be used: %v; set TLS_CERT_FILE to a readable PEM certificate chain (the server's certificate first) and TLS_KEY_FILE to its PEM private key",
+				cfg.TLSCertFile, cfg.TLSKeyFile, err)
+		} else {
+			cfg.TLSCertificate = &cert
+		}
 	}
 	scheme := "http"
 	if cfg.TLSCertFile != "" {

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/migrations"
 )
 
@@ -39,7 +41,8 @@ const usage = `usage: api [serve|migrate]
   migrate  apply pending migrations and exit
 
 Configuration is read from the environment: DATABASE_URL, ADDR, PUBLIC_URL,
-SECRET_KEY, LOG_LEVEL, SIGNUP, OPERATOR_TOKEN. See README.md.`
+SECRET_KEY, LOG_LEVEL, SIGNUP, OPERATOR_TOKEN, and TLS_CERT_FILE with
+TLS_KEY_FILE to serve HTTPS and HTTP/2. See README.md.`
 
 // run is the whole program, with its inputs as arguments so tests can call
 // it. It returns when ctx ends or a signal arrives, after a graceful shutdown.
@@ -136,9 +139,24 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	// Shutdown waits for handlers to return; streams return when the hub closes.
+	scheme := "http"
+	if cfg.TLSCertificate != nil {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"h2", "http/1.1"},
+			Certificates: []tls.Certificate{*cfg.TLSCertificate},
+		}
+		srv.HTTP2 = http2Config(cfg.Stream)
+		if leaf := cfg.TLSCertificate.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+			log.Warn("the TLS certificate has expired and clients will refuse it: renew TLS_CERT_FILE and TLS_KEY_FILE, then restart",
+				"not_after", leaf.NotAfter)
+		}
+	}
+	// Shutdown waits for handlers to return; streams return when the hub
+	// closes, those on HTTP/2 connections included.
 	srv.RegisterOnShutdown(s.hub.Close)
-	log.Info("hybridrt is listening", "addr", ln.Addr().String(), "url", cfg.PublicURL, "console", cfg.PublicURL+"/console", "instance", s.registry.InstanceID())
+	log.Info("hybridrt is listening", "scheme", scheme, "addr", ln.Addr().String(), "url", cfg.PublicURL, "console", cfg.PublicURL+"/console", "instance", s.registry.InstanceID())
 
 	// The background parts outlive the HTTP server by the drain, so in-flight
 	// publishes can still commit: they stop on bgCtx, after Shutdown.
@@ -149,7 +167,12 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		accept := srv.Serve
+		if srv.TLSConfig != nil {
+			// The certificate is in TLSConfig; net/http adds HTTP/2 by ALPN.
+			accept = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := accept(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -174,4 +197,27 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool
 	}
 	log.Info("stopped")
 	return err
+}
+
+// http2Config tunes HTTP/2, where one connection carries many long-lived
+// streams: a browser puts every EventSource and poll of an origin on one.
+func http2Config(sc realtime.StreamConfig) *http.HTTP2Config {
+	return &http.HTTP2Config{
+		// Go's default, stated because Go considers lowering it to 100.
+		// Far more streams than a page opens (the SDK shares one stream
+		// among an origin's tabs); a browser queues what is over it, Go's
+		// client opens another connection. Tenants' connection limits
+		// count every stream, whatever the connection.
+		MaxConcurrentStreams: 250,
+		// A client that vanished without closing its connection leaves no
+		// error to see: ping a connection silent for a heartbeat and close
+		// it, ending its streams, when no answer comes within the write
+		// timeout (on plain HTTP, hijacked streams get this from the
+		// kernel's TCP_USER_TIMEOUT instead).
+		SendPingTimeout: sc.Heartbeat,
+		PingTimeout:     sc.WriteTimeout,
+		// A client that stops reading stalls every stream of its
+		// connection at once: close it when nothing can be sent for as long.
+		WriteByteTimeout: sc.WriteTimeout,
+	}
 }

@@ -46,6 +46,17 @@ func TestLoadConfig(t *testing.T) {
 		{"pprof without operator token", map[string]string{"PPROF": "on"}, []string{"PPROF=on needs OPERATOR_TOKEN"}, nil},
 		{"bad pprof", map[string]string{"PPROF": "yes"}, []string{"PPROF=\"yes\" is not on or off"}, nil},
 		{"short operator token", map[string]string{"OPERATOR_TOKEN": "short"}, []string{"OPERATOR_TOKEN is shorter"}, nil},
+		{"tls", testCertEnv(t, "a.crt", "a.key"), nil, func(c Config) bool {
+			return c.TLSCertificate != nil && c.TLSCertificate.Leaf != nil && c.TLSCertificate.Leaf.Subject.CommonName == "hybridrt test a" &&
+				c.PublicURL == "https://localhost:8080"
+		}},
+		{"tls cert without key", testCertEnv(t, "a.crt", ""), []string{"TLS_CERT_FILE and TLS_KEY_FILE go together"}, nil},
+		{"tls key without cert", testCertEnv(t, "", "a.key"), []string{"TLS_CERT_FILE and TLS_KEY_FILE go together"}, nil},
+		{"tls cert file missing", testCertEnv(t, "missing.crt", "a.key"), []string{"TLS_CERT_FILE=", "missing.crt", "no such file", "set TLS_CERT_FILE to a readable PEM certificate chain"}, nil},
+		{"tls key file missing", testCertEnv(t, "a.crt", "missing.key"), []string{"TLS_KEY_FILE=", "missing.key", "no such file", "TLS_KEY_FILE to its PEM private key"}, nil},
+		{"tls cert file is a directory", testCertEnv(t, ".", "a.key"), []string{"TLS_CERT_FILE=", "is a directory"}, nil},
+		{"tls key of another certificate", testCertEnv(t, "a.crt", "b.key"), []string{"private key does not match public key", "TLS_KEY_FILE to its PEM private key"}, nil},
+		{"tls files switched", testCertEnv(t, "a.key", "a.crt"), []string{"switched", "TLS_CERT_FILE"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
