@@ -13,6 +13,9 @@ import (
 // of TCP's retransmissions: our small heartbeats fit in the send buffer, so
 // no write ever blocks long enough for the write deadline to fire.
 func limitUnacked(nc net.Conn, d time.Duration) {
+	if tlsConn, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = tlsConn.NetConn() // HTTPS (TLS_CERT_FILE): the TCP connection under the TLS one
+	}
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return
