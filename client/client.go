@@ -5,6 +5,28 @@
 //
 //	c := client.New("https://rt.example.com", os.Getenv("HYBRIDRT_API_KEY"))
 //	ids, err := c.Publish(ctx, client.EventInput{Channel: "user:42", Type: "order.shipped", Data: order})
+//
+// # Tokens
+//
+// A subscription gets its subscriber tokens from SubscribeOptions.Token and
+// reads each token's exp (and iat) without verifying it. Shortly before a
+// token expires — a third of its remaining lifetime before, at most 30 s —
+// it calls Token again:
+//
+//   - An SSE stream is renewed in place: the new token goes to
+//     POST /api/realtime/connections/{id}/token, id being the connection id
+//     of the stream's ready event (State.ConnectionID). The stream goes on;
+//     nothing reconnects, so nothing is repeated or missed.
+//   - Long-polling sends the new token with its next poll, so no poll goes
+//     out with a token about to expire.
+//
+// A renewal that fails is retried while the token is valid when the failure
+// may pass (a network error, 5xx, 429), and given up at once when the
+// service refuses it (401, 403, or 404: the connection is not found, e.g.
+// because it moved to another instance). State.Err then wraps ErrRenew while
+// the stream stays connected. The stream ends with token_expired at the old
+// token's expiry, and the subscription calls Token and resumes from its
+// cursor, as it does after a 401: either way each event arrives once, in order.
 package client
 
 import (

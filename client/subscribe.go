@@ -28,8 +28,11 @@ const (
 type SubscribeOptions struct {
 	URL      string   // the service's origin
 	Channels []string // channels to receive
-	// Token returns a subscriber JWT; it is called at the start, before the
-	// token expires, and whenever the service refuses the current one.
+	// Token returns a subscriber JWT. It is called at the start, shortly
+	// before the current token expires (a third of its remaining lifetime
+	// before, at most 30 s, as read from the JWT's exp and iat), and whenever
+	// the service refuses the current one. It is never called concurrently,
+	// and should honour ctx: Close waits for a call in flight.
 	Token func(ctx context.Context) (string, error)
 	// Cursor, when set, is the id after which to start (e.g. from Client.Head);
 	// otherwise the subscription starts at the tenant's current head.
@@ -56,8 +59,14 @@ type SubscribeOptions struct {
 type State struct {
 	Connected bool
 	Transport Transport // "" while disconnected
-	Cursor    string
-	Err       error
+	// ConnectionID is the SSE stream's id, from its ready event; it stays
+	// the same while the token is renewed in place. "" when not streaming.
+	ConnectionID string
+	Cursor       string
+	// Err is why the subscription is disconnected or, while connected, why
+	// the token could not be renewed in place (wrapping ErrRenew): the
+	// stream then ends at the token's expiry and resumes with a new token.
+	Err error
 }
 
 // Subscription delivers a channel's events in order, each once, across
@@ -71,7 +80,7 @@ type Subscription struct {
 	mu     sync.Mutex
 	state  State
 	cursor int64
-	token  string
+	tok    token
 }
 
 // Subscribe starts receiving events. It returns at once; events arrive on
@@ -130,9 +139,9 @@ func (s *Subscription) Close() {
 	<-s.done
 }
 
-func (s *Subscription) setState(connected bool, t Transport, err error) {
+func (s *Subscription) setState(connected bool, t Transport, connID string, err error) {
 	s.mu.Lock()
-	s.state = State{Connected: connected, Transport: t, Err: err}
+	s.state = State{Connected: connected, Transport: t, ConnectionID: connID, Err: err}
 	if s.cursor >= 0 {
 		s.state.Cursor = strconv.FormatInt(s.cursor, 10)
 	}
@@ -190,19 +199,27 @@ func (s *Subscription) cursorParam() string {
 // errAuth is the service refusing the token: get a new one.
 var errAuth = errors.New("hybridrt: token refused")
 
-func (s *Subscription) freshToken(ctx context.Context, force bool) (string, error) {
+// freshToken returns the token for a new request: the current one, unless
+// it is due for renewal (then a new one, so no request goes out with a token
+// about to expire) or force says the service refused it.
+func (s *Subscription) freshToken(ctx context.Context, force bool) (token, error) {
 	s.mu.Lock()
-	t := s.token
+	t := s.tok
 	s.mu.Unlock()
-	if t != "" && !force {
+	now := time.Now()
+	if !force && !t.due(now) {
 		return t, nil
 	}
-	t, err := s.opts.Token(ctx)
+	v, err := s.opts.Token(ctx)
 	if err != nil {
-		return "", err
+		if !force && !t.expired(now) {
+			return t, nil // still valid: try again before the next request
+		}
+		return token{}, fmt.Errorf("%w: %w", errToken, err)
 	}
+	t = newToken(v, time.Now())
 	s.mu.Lock()
-	s.token = t
+	s.tok = t
 	s.mu.Unlock()
 	return t, nil
 }
@@ -224,7 +241,7 @@ func (s *Subscription) run(ctx context.Context) {
 			lastSSE = time.Now()
 			if opened {
 				sseFailures, backoff = 0, 250*time.Millisecond
-			} else if !errors.Is(err, errAuth) {
+			} else if !errors.Is(err, errAuth) && !errors.Is(err, errToken) {
 				sseFailures++
 				if sseFailures >= s.opts.SSEFailures && s.allowed(Polling) {
 					continue // fall back to polling at once, no backoff
@@ -240,12 +257,22 @@ func (s *Subscription) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.setState(false, "", err)
 		if errors.Is(err, errAuth) {
-			if _, terr := s.freshToken(ctx, true); terr == nil {
+			s.mu.Lock()
+			refused := s.tok.value
+			s.mu.Unlock()
+			t, terr := s.freshToken(ctx, true)
+			switch {
+			case terr != nil:
+				err = terr
+			case t.value != refused:
+				s.setState(false, "", "", err)
 				continue // a new token: try again at once
+			default:
+				err = fmt.Errorf("%w, and Token returned it again", err)
 			}
 		}
+		s.setState(false, "", "", err)
 		wait := rand.N(backoff) + 50*time.Millisecond // full jitter
 		select {
 		case <-time.After(wait):
@@ -259,7 +286,7 @@ func (s *Subscription) run(ctx context.Context) {
 // streamSSE reads one SSE connection until it ends. opened reports whether
 // the stream's ready event arrived (the transport works here).
 func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
-	token, err := s.freshToken(ctx, false)
+	tok, err := s.freshToken(ctx, false)
 	if err != nil {
 		return false, err
 	}
@@ -268,9 +295,13 @@ func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
 		q.Set("lastEventId", c)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var renewing sync.WaitGroup
+	defer func() {
+		cancel()
+		renewing.Wait() // so Token is never called by two goroutines at once
+	}()
 	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, s.opts.URL+"/api/realtime/sse?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+tok.value)
 	req.Header.Set("Accept", "text/event-stream")
 
 	// A watchdog: no ready within ReadyTimeout, or silence past 2.5
@@ -355,14 +386,22 @@ func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
 		typ = ""
 		switch evType {
 		case "ready":
-			var r struct{ Heartbeat int }
+			var r struct {
+				ConnectionID string `json:"connectionId"`
+				Heartbeat    int    `json:"heartbeat"`
+			}
 			_ = json.Unmarshal([]byte(payload), &r)
 			if r.Heartbeat > 0 {
 				heartbeat = time.Duration(r.Heartbeat) * time.Second
 			}
-			opened = true
 			alive <- heartbeat * 5 / 2
-			s.setState(true, SSE, nil)
+			s.setState(true, SSE, r.ConnectionID, nil)
+			if !opened && r.ConnectionID != "" {
+				// Renew the token in place before it expires; without a
+				// connection id the stream ends with token_expired instead.
+				renewing.Go(func() { s.renewLoop(sctx, r.ConnectionID, tok) })
+			}
+			opened = true
 		case "token_expired":
 			return opened, errAuth
 		case "resync":
@@ -386,7 +425,7 @@ func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
 
 // poll runs one long-poll and delivers what it got.
 func (s *Subscription) poll(ctx context.Context) error {
-	token, err := s.freshToken(ctx, false)
+	tok, err := s.freshToken(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -404,7 +443,7 @@ func (s *Subscription) poll(ctx context.Context) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PollTimeout+10*time.Second)
 	defer cancel()
-	err = doJSON(pctx, s.opts.HTTP, http.MethodGet, s.opts.URL+"/api/realtime/polling?"+q.Encode(), token, nil, nil, &out)
+	err = doJSON(pctx, s.opts.HTTP, http.MethodGet, s.opts.URL+"/api/realtime/polling?"+q.Encode(), tok.value, nil, nil, &out)
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
 		return errAuth
@@ -412,7 +451,7 @@ func (s *Subscription) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.setState(true, Polling, nil)
+	s.setState(true, Polling, "", nil)
 	if out.Resync && !s.deliver(ctx, Event{Type: "resync"}) {
 		return ctx.Err()
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,14 +22,55 @@ import (
 )
 
 // testProxy sits between a client and an instance and misbehaves on demand:
-// refuse SSE, buffer SSE like a misconfigured proxy, or lose the response
-// to the next publish after the instance has committed it.
+// refuse SSE, buffer SSE like a misconfigured proxy, lose the response to
+// the next publish after the instance has committed it, or cut every token
+// renewal off. It counts what went through.
 type testProxy struct {
 	url           string
 	blockSSE      atomic.Bool
 	bufferSSE     atomic.Bool
 	dropNextReply atomic.Bool
+	breakRenew    atomic.Bool
 	publishes     atomic.Int64
+
+	sseConnects  atomic.Int64 // SSE requests
+	renewOK      atomic.Int64 // renewals the instance accepted
+	renewFailed  atomic.Int64 // renewals refused, or cut off by breakRenew
+	polls        atomic.Int64
+	expiredPolls atomic.Int64 // polls sent with a token past its exp
+	refusedPolls atomic.Int64 // polls answered 401
+}
+
+// statusRecorder remembers the status a handler answered with.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// bearerExpired reports whether the JWT in an Authorization header is past
+// its exp, read without verifying it.
+func bearerExpired(t *testing.T, h string) bool {
+	parts := strings.Split(strings.TrimPrefix(h, "Bearer "), ".")
+	if len(parts) != 3 {
+		t.Errorf("Authorization %q holds no JWT", h)
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Exp float64 }
+	if err != nil || json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		t.Errorf("JWT payload %q has no exp", parts[1])
+		return false
+	}
+	return float64(time.Now().UnixMilli())/1000 >= claims.Exp
 }
 
 func newTestProxy(t *testing.T, target string) *testProxy {
@@ -35,7 +79,32 @@ func newTestProxy(t *testing.T, target string) *testProxy {
 	rp.FlushInterval = -1 // stream as it comes, unless told to buffer
 	p := &testProxy{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/realtime/sse" {
+			p.sseConnects.Add(1)
+		}
+		renewal := r.Method == "POST" && strings.HasPrefix(r.URL.Path, "/api/realtime/connections/") && strings.HasSuffix(r.URL.Path, "/token")
 		switch {
+		case renewal && p.breakRenew.Load():
+			p.renewFailed.Add(1)
+			panic(http.ErrAbortHandler) // a network error, as the client sees it
+		case renewal:
+			rec := &statusRecorder{ResponseWriter: w}
+			rp.ServeHTTP(rec, r)
+			if rec.status == http.StatusOK {
+				p.renewOK.Add(1)
+			} else {
+				p.renewFailed.Add(1)
+			}
+		case r.URL.Path == "/api/realtime/polling":
+			p.polls.Add(1)
+			if bearerExpired(t, r.Header.Get("Authorization")) {
+				p.expiredPolls.Add(1)
+			}
+			rec := &statusRecorder{ResponseWriter: w}
+			rp.ServeHTTP(rec, r)
+			if rec.status == http.StatusUnauthorized {
+				p.refusedPolls.Add(1)
+			}
 		case r.URL.Path == "/api/realtime/sse" && p.blockSSE.Load():
 			http.Error(w, "SSE blocked by the test proxy", http.StatusBadGateway)
 		case r.URL.Path == "/api/realtime/sse" && p.bufferSSE.Load():
@@ -233,5 +302,312 @@ func TestGoClientSubscribeFallback(t *testing.T) {
 	case e := <-sub.Events():
 		t.Errorf("extra event %+v", e)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// shortTokens returns a SubscribeOptions.Token that mints tokens for
+// channel feed living ttl, for subject subject(n) on its nth call; minted
+// counts the calls.
+func shortTokens(t *testing.T, c *client.Client, ttl time.Duration, minted *atomic.Int64, subject func(n int64) string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		n := minted.Add(1)
+		tok, err := c.MintToken(ctx, subject(n), []string{"feed"}, ttl)
+		oraclesOf(t).secret("subscriber token", tok.Token) // renewals must not log it either
+		return tok.Token, err
+	}
+}
+
+// stateLog records every state a subscription reports.
+type stateLog struct {
+	mu     sync.Mutex
+	states []client.State
+}
+
+func (l *stateLog) add(s client.State) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.states = append(l.states, s)
+}
+
+// readies returns the connection ids of the SSE streams that became ready,
+// in order (a failed renewal reports the same stream again, with an error).
+func (l *stateLog) readies() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ids []string
+	for _, s := range l.states {
+		if s.Connected && s.Transport == client.SSE && s.Err == nil {
+			ids = append(ids, s.ConnectionID)
+		}
+	}
+	return ids
+}
+
+// renewErrors returns the errors reported while connected: failed renewals.
+func (l *stateLog) renewErrors() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, s := range l.states {
+		if s.Connected && s.Err != nil {
+			errs = append(errs, s.Err)
+		}
+	}
+	return errs
+}
+
+// feedPublisher publishes numbered events on feed: data 1, 2, 3, …
+type feedPublisher struct {
+	t *testing.T
+	c *client.Client
+	n int
+}
+
+func (p *feedPublisher) publish() {
+	p.t.Helper()
+	p.n++
+	if _, err := p.c.Publish(p.t.Context(), client.EventInput{Channel: "feed", Type: "item", Data: p.n}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// until publishes an event every 150 ms until done says so, then three
+// more, so events go out before, during and after every token change.
+func (p *feedPublisher) until(what string, timeout time.Duration, done func() bool) {
+	p.t.Helper()
+	for deadline := time.Now().Add(timeout); !done(); time.Sleep(150 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("not %s within %v", what, timeout)
+		}
+		p.publish()
+	}
+	for range 3 {
+		p.publish()
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// checkAll reads the n events published so far from sub and checks that
+// each arrived exactly once, in order, and nothing else did.
+func (p *feedPublisher) checkAll(sub *client.Subscription) {
+	p.t.Helper()
+	got := collectEvents(p.t, sub, p.n, 15*time.Second)
+	for i, e := range got {
+		if string(e.Data) != fmt.Sprint(i+1) {
+			p.t.Fatalf("event %d has data %s, want %d: lost or repeated across a token change", i, e.Data, i+1)
+		}
+	}
+	select {
+	case e := <-sub.Events():
+		p.t.Errorf("extra event %+v", e)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// waitState waits until the subscription's state satisfies ok.
+func waitState(t *testing.T, sub *client.Subscription, what string, ok func(client.State) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(sub.State()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after 10 s: state %+v", what, sub.State())
+		}
+	}
+}
+
+// streamsEnded returns the reasons of the instance's "stream ended" log lines.
+func streamsEnded(in *instance) []string {
+	var reasons []string
+	for _, l := range in.logLines("stream ended") {
+		reasons = append(reasons, fmt.Sprint(l["reason"]))
+	}
+	return reasons
+}
+
+// TestGoClientRenewInPlace: with tokens that live 3 s, the Go subscriber
+// renews each one in place (POST /api/realtime/connections/{id}/token)
+// before it expires. The one SSE stream outlives several tokens: one
+// connect, one ready, one connection id, no stream ended on the server,
+// while the events published all along arrive exactly once, in order.
+func TestGoClientRenewInPlace(t *testing.T) {
+	t.Parallel()
+	const ttl = 3 * time.Second
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	proxy := newTestProxy(t, in.url)
+	c := client.New(in.url, acme.APIKey)
+	ctx := t.Context()
+	var minted atomic.Int64
+	var states stateLog
+	head, err := c.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := client.Subscribe(ctx, client.SubscribeOptions{
+		URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
+		Transports: []client.Transport{client.SSE}, // no polling to hide a reconnect behind
+		Token:      shortTokens(t, c, ttl, &minted, func(int64) string { return "u1" }),
+		OnState:    states.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitState(t, sub, "streaming", func(s client.State) bool { return s.Connected && s.Transport == client.SSE })
+	first := sub.State().ConnectionID
+	if !strings.HasPrefix(first, "c_") {
+		t.Fatalf("State.ConnectionID = %q, want the ready event's c_… id", first)
+	}
+	start := time.Now()
+
+	p := &feedPublisher{t: t, c: c}
+	p.until("done", 30*time.Second, func() bool { return proxy.renewOK.Load() >= 3 || time.Since(start) > 5*ttl })
+	p.checkAll(sub)
+
+	if n := proxy.renewOK.Load(); n < 3 {
+		t.Errorf("%d renewals in %v, want ≥ 3", n, time.Since(start))
+	}
+	if d := time.Since(start); d < 2*ttl {
+		t.Errorf("3 renewals within %v, want them spread over the tokens' lifetimes (≥ %v)", d, 2*ttl)
+	}
+	if n := proxy.sseConnects.Load(); n != 1 {
+		t.Errorf("the client opened %d SSE streams, want 1 renewed in place", n)
+	}
+	if ids := states.readies(); len(ids) != 1 || ids[0] != first {
+		t.Errorf("ready streams %v, want only %s", ids, first)
+	}
+	if s := sub.State(); !s.Connected || s.ConnectionID != first || s.Err != nil {
+		t.Errorf("state after the renewals = %+v, want connected on %s without error", s, first)
+	}
+	if n := proxy.renewFailed.Load(); n != 0 {
+		t.Errorf("%d renewals failed, want 0 (errors: %v)", n, states.renewErrors())
+	}
+	if n := minted.Load(); n < 4 {
+		t.Errorf("Token called %d times, want ≥ 4 (one per renewal)", n)
+	}
+	if r := streamsEnded(in); len(r) != 0 {
+		t.Errorf("streams ended on the server: %v, want none", r)
+	}
+	conns, err := c.Connections(ctx)
+	if err != nil || len(conns) != 1 || conns[0].ID != first || conns[0].Transport != "sse" {
+		t.Errorf("Connections = %+v, %v, want the one SSE stream %s", conns, err, first)
+	}
+}
+
+// TestGoClientRenewFails: when a renewal fails, whether the service refuses
+// the new token (it is another user's: 404) or the request never gets
+// through, the stream ends with token_expired and the Go subscriber resumes
+// with a new token from its cursor. Every event arrives exactly once, in
+// order, across the reconnects; the failure shows in State.Err as ErrRenew.
+func TestGoClientRenewFails(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		subject    func(int64) string
+		breakRenew bool
+	}{
+		{name: "token refused", subject: func(n int64) string { return fmt.Sprintf("u%d", n) }},
+		{name: "network error", subject: func(int64) string { return "u1" }, breakRenew: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in := newInstance(t, pgtest.NewDB(t), testConfig())
+			acme := in.signup("Acme")
+			proxy := newTestProxy(t, in.url)
+			proxy.breakRenew.Store(tt.breakRenew)
+			c := client.New(in.url, acme.APIKey)
+			ctx := t.Context()
+			var minted atomic.Int64
+			var states stateLog
+			head, err := c.Head(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := client.Subscribe(ctx, client.SubscribeOptions{
+				URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
+				Transports: []client.Transport{client.SSE},
+				Token:      shortTokens(t, c, 3*time.Second, &minted, tt.subject),
+				OnState:    states.add,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			waitState(t, sub, "streaming", func(s client.State) bool { return s.Connected && s.Transport == client.SSE })
+
+			p := &feedPublisher{t: t, c: c}
+			p.until("resumed twice", 30*time.Second, func() bool { return len(states.readies()) >= 3 })
+			p.checkAll(sub)
+
+			if n := proxy.renewOK.Load(); n != 0 {
+				t.Errorf("%d renewals succeeded, want 0", n)
+			}
+			if n := proxy.renewFailed.Load(); n < 2 {
+				t.Errorf("%d renewals tried, want ≥ 2 (one per stream)", n)
+			}
+			errs := states.renewErrors()
+			if len(errs) < 2 {
+				t.Errorf("renewal errors in State: %v, want ≥ 2", errs)
+			}
+			for _, err := range errs {
+				if !errors.Is(err, client.ErrRenew) {
+					t.Errorf("State.Err while connected = %v, want an ErrRenew", err)
+				}
+			}
+			expired := 0
+			for _, r := range streamsEnded(in) {
+				if r == "token expired" {
+					expired++
+				}
+			}
+			if ids := states.readies(); expired < 2 || len(ids) != int(proxy.sseConnects.Load()) {
+				t.Errorf("%d streams ended with token_expired, %d ready of %d connects, want ≥ 2 and every connect ready",
+					expired, len(ids), proxy.sseConnects.Load())
+			}
+		})
+	}
+}
+
+// TestGoClientPollFreshToken: a long-polling subscriber whose tokens live
+// 3 s takes a new token before the current one expires, so no poll goes
+// out with an expired token and none is refused, and every event arrives
+// exactly once, in order.
+func TestGoClientPollFreshToken(t *testing.T) {
+	t.Parallel()
+	const ttl = 3 * time.Second
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	proxy := newTestProxy(t, in.url)
+	c := client.New(in.url, acme.APIKey)
+	ctx := t.Context()
+	var minted atomic.Int64
+	head, err := c.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := client.Subscribe(ctx, client.SubscribeOptions{
+		URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
+		Transports:  []client.Transport{client.Polling},
+		PollTimeout: 2 * time.Second,
+		Token:       shortTokens(t, c, ttl, &minted, func(int64) string { return "u1" }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitState(t, sub, "polling", func(s client.State) bool { return s.Connected && s.Transport == client.Polling })
+	start := time.Now()
+
+	p := &feedPublisher{t: t, c: c}
+	p.until("done", 30*time.Second, func() bool { return time.Since(start) > 3*ttl })
+	p.checkAll(sub)
+
+	if n := minted.Load(); n < 4 {
+		t.Errorf("Token called %d times in %v of %v tokens, want ≥ 4", n, time.Since(start), ttl)
+	}
+	if n := proxy.expiredPolls.Load(); n != 0 {
+		t.Errorf("%d of %d polls went out with an expired token, want 0", n, proxy.polls.Load())
+	}
+	if n := proxy.refusedPolls.Load(); n != 0 {
+		t.Errorf("%d polls were refused with 401, want 0", n)
 	}
 }
