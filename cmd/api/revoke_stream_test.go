@@ -61,3 +61,57 @@ func TestSSEThroughReverseProxy(t *testing.T) {
 		t.Errorf("got %s, want %s", got[0].ID, ids[0])
 	}
 }
+
+// TestKeyRolloverKeepsRenewedStreams: a stream renewed in place with a token
+// of a newer signing key, through another instance, outlives the revocation
+// of the key it connected with; a stream not renewed ends.
+func TestKeyRolloverKeepsRenewedStreams(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Stream.Heartbeat = time.Second
+	pool := pgtest.NewDB(t)
+	a, b := newInstance(t, pool, cfg), newInstance(t, pool, cfg)
+	acme := a.signup("Acme")
+	p := a.publisher(acme)
+	renewed := a.subscribe(acme.Tenant.ID, "u", nil, []string{"broadcast"}, subscribeOpts{token: p.token("u", nil, 600)})
+	stale := a.subscribe(acme.Tenant.ID, "u", nil, []string{"broadcast"}, subscribeOpts{token: p.token("u", nil, 600)})
+	id := renewed.connID()
+	stale.connID()
+	<-renewed.system // ready
+	<-stale.system
+
+	if res := a.do("POST", "/v1/signing-keys", acme.APIKey, ""); res.status != 201 {
+		t.Fatalf("new signing key = %d %s", res.status, res.body)
+	}
+	fresh := p.token("u", nil, 900) // signed with the newest key
+	// The row must be written before another instance can renew it.
+	waitFor(t, 5*time.Second, func() string {
+		if pgtest.Count(t, pool, `SELECT count(*) FROM connections WHERE id = $1`, id) == 1 {
+			return ""
+		}
+		return "the stream's row is not written"
+	})
+	if res := b.do("POST", "/api/realtime/connections/"+id+"/token", fresh, ""); res.status != 200 {
+		t.Fatalf("renew through the other instance = %d %s", res.status, res.body)
+	}
+	if res := a.do("DELETE", "/v1/signing-keys/"+acme.SigningKey.Kid, acme.APIKey, ""); res.status != 204 {
+		t.Fatalf("revoke the old key = %d", res.status)
+	}
+	select {
+	case e := <-stale.system:
+		if e.Type != "token_expired" {
+			t.Errorf("the stream not renewed got %s, want token_expired", e.Type)
+		}
+	case <-time.After(cfg.Stream.Heartbeat + 5*time.Second + 3*time.Second):
+		t.Fatal("the stream not renewed outlived its revoked signing key")
+	}
+	select {
+	case e := <-renewed.system:
+		t.Fatalf("the renewed stream got %s after the old key was revoked: %s", e.Type, e.Data)
+	case <-time.After(3 * cfg.Stream.Heartbeat):
+	}
+	ids := p.events(`{"channel":"broadcast","type":"after-rollover"}`)
+	if got := renewed.collect(1, 5*time.Second); got[0].ID != ids[0] {
+		t.Errorf("the renewed stream got %s, want %s", got[0].ID, ids[0])
+	}
+}

@@ -442,7 +442,7 @@ func HandleRenew(log *slog.Logger, reg *Registry) http.HandlerFunc {
 			web.Error(w, http.StatusNotFound, "connection_not_found", "no live connection of this user has that id")
 			return
 		}
-		err := reg.Renew(r.Context(), s.TenantID, s.Subject, id, s.Allows, s.Expires)
+		err := reg.Renew(r.Context(), s.TenantID, s.Subject, id, s.Allows, s.Expires, s.Kid)
 		switch {
 		case errors.Is(err, ErrConnNotFound):
 			web.Error(w, http.StatusNotFound, "connection_not_found", "no live connection of this user has that id")

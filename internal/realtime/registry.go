@@ -50,12 +50,22 @@ type Conn struct {
 	UserAgent   string    `json:"userAgent"`
 	ConnectedAt time.Time `json:"connectedAt"`
 
-	expires   atomic.Int64    // unix nanoseconds; renewed in place
-	suspended <-chan struct{} // closed when the tenant is suspended or deleted
+	expires   atomic.Int64           // unix nanoseconds; renewed in place
+	kid       atomic.Pointer[string] // the signing key of the latest token
+	suspended <-chan struct{}        // closed when the tenant is suspended or deleted
 }
 
 // Expires returns when the connection's token expires.
 func (c *Conn) Expires() time.Time { return time.Unix(0, c.expires.Load()) }
+
+// Kid returns the signing key of the connection's latest token: the one it
+// connected with, or the one a renewal in place brought.
+func (c *Conn) Kid() string {
+	if k := c.kid.Load(); k != nil {
+		return *k
+	}
+	return ""
+}
 
 // TenantSuspended is closed when the operator suspends the connection's
 // tenant, or the tenant is deleted: at once on the instance that suspends it,
@@ -153,11 +163,12 @@ func (g *Registry) Count() int {
 	return len(g.live)
 }
 
-// Renew extends connection id to expires, on whichever instance holds it,
-// if it belongs to tenantID and subject and allows says every one of its
-// channels is still granted. It returns ErrConnNotFound otherwise, and
-// ErrNotAllowed when the fresh token does not cover the channels.
-func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id string, allows func(string) bool, expires time.Time) error {
+// Renew extends connection id to expires, signed by kid, on whichever
+// instance holds it, if it belongs to tenantID and subject and allows says
+// every one of its channels is still granted. It returns ErrConnNotFound
+// otherwise, and ErrNotAllowed when the fresh token does not cover the
+// channels.
+func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id string, allows func(string) bool, expires time.Time, kid string) error {
 	g.mu.Lock()
 	c, local := g.live[id]
 	g.mu.Unlock()
@@ -171,6 +182,7 @@ func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id st
 			}
 		}
 		c.expires.Store(expires.UnixNano())
+		c.kid.Store(&kid)
 	}
 	// Write it through, for the stream when it lives on another instance.
 	var channels []string
@@ -191,7 +203,7 @@ func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id st
 			return ErrNotAllowed
 		}
 	}
-	_, err = g.pool.Exec(ctx, `UPDATE connections SET expires_at = $2 WHERE id = $1`, id, expires)
+	_, err = g.pool.Exec(ctx, `UPDATE connections SET expires_at = $2, kid = $3 WHERE id = $1`, id, expires, kid)
 	if err != nil {
 		return fmt.Errorf("realtime: renew connection: %w", err)
 	}
@@ -201,13 +213,22 @@ func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id st
 // ErrNotAllowed is a channel the token does not grant.
 var ErrNotAllowed = errors.New("realtime: channel not allowed")
 
-// refreshExpiry returns c's expiry, taking a renewal written by another
-// instance into account.
-func (g *Registry) refreshExpiry(ctx context.Context, c *Conn) time.Time {
-	var exp time.Time
-	err := g.pool.QueryRow(ctx, `SELECT expires_at FROM connections WHERE id = $1`, c.ID).Scan(&exp)
+// refresh takes a renewal written by another instance into account: a later
+// expiry, and the signing key of the token that brought it. (A renewal to
+// an earlier expiry through another instance is not seen: telling it from
+// a row read just before a local renewal's write would need a version.) It
+// returns c's expiry.
+func (g *Registry) refresh(ctx context.Context, c *Conn) time.Time {
+	var (
+		exp time.Time
+		kid string
+	)
+	err := g.pool.QueryRow(ctx, `SELECT expires_at, kid FROM connections WHERE id = $1`, c.ID).Scan(&exp, &kid)
 	if err == nil && exp.After(c.Expires()) {
 		c.expires.Store(exp.UnixNano())
+		if kid != "" {
+			c.kid.Store(&kid)
+		}
 	}
 	return c.Expires()
 }
@@ -301,10 +322,10 @@ func (g *Registry) flush(ctx context.Context) error {
 	}
 	if len(added) > 0 {
 		var (
-			ids, subjects, transports, addrs, agents []string
-			tenants                                  []int64
-			channels                                 []string // each as a text[] literal
-			connected, expires                       []time.Time
+			ids, subjects, transports, addrs, agents, kids []string
+			tenants                                        []int64
+			channels                                       []string // each as a text[] literal
+			connected, expires                             []time.Time
 		)
 		for _, c := range added {
 			ids = append(ids, c.ID)
@@ -316,14 +337,15 @@ func (g *Registry) flush(ctx context.Context) error {
 			agents = append(agents, c.UserAgent)
 			connected = append(connected, c.ConnectedAt)
 			expires = append(expires, c.Expires())
+			kids = append(kids, c.Kid())
 		}
 		batch.Queue(`
-			INSERT INTO connections (id, instance_id, tenant_id, subject, channels, transport, remote_addr, user_agent, connected_at, expires_at)
-			SELECT u.id, $1, u.t, u.s, u.ch::text[], u.tr, u.a, u.ua, u.ca, u.ex
-			  FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
-			       AS u (id, t, s, ch, tr, a, ua, ca, ex)
+			INSERT INTO connections (id, instance_id, tenant_id, subject, channels, transport, remote_addr, user_agent, connected_at, expires_at, kid)
+			SELECT u.id, $1, u.t, u.s, u.ch::text[], u.tr, u.a, u.ua, u.ca, u.ex, u.k
+			  FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[])
+			       AS u (id, t, s, ch, tr, a, ua, ca, ex, k)
 			ON CONFLICT (id) DO NOTHING`,
-			g.instanceID, ids, tenants, subjects, channels, transports, addrs, agents, connected, expires)
+			g.instanceID, ids, tenants, subjects, channels, transports, addrs, agents, connected, expires, kids)
 	}
 	if err := g.pool.SendBatch(ctx, batch).Close(); err != nil {
 		// Put them back for the next flush, unless they changed meanwhile.

@@ -252,7 +252,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 			return "shutdown"
 		case <-sub.Wake():
 		case <-heartbeat.C:
-			if ok, err := st.verifier.KeyActive(ctx, s.sub.Kid); err == nil && !ok {
+			if !st.keyActive(ctx) {
 				out.write(systemFrame("token_expired", "", map[string]string{"reason": "the signing key was revoked"}))
 				_ = flush()
 				return "signing key revoked"
@@ -266,7 +266,7 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 			_ = flush()
 			return "tenant suspended"
 		case <-expiry.C:
-			if exp := st.reg.refreshExpiry(ctx, st.conn); time.Until(exp) > 0 {
+			if exp := st.reg.refresh(ctx, st.conn); time.Until(exp) > 0 {
 				expiry.Reset(time.Until(exp)) // renewed in place
 				continue
 			}
@@ -275,6 +275,26 @@ func (st *sseStream) serve(ctx context.Context, out sink) string {
 			return "token expired"
 		}
 	}
+}
+
+// keyActive reports whether the signing key of the stream's latest token is
+// still active. A revoked key is checked once more after reading a renewal
+// another instance may have written: a stream renewed with a newer key's
+// token survives the old key (a rollover). An error (the database away)
+// counts as active: the stream keeps going and asks again at the next
+// heartbeat.
+func (st *sseStream) keyActive(ctx context.Context) bool {
+	ok, err := st.verifier.KeyActive(ctx, st.conn.Kid())
+	if err != nil || ok {
+		return true
+	}
+	kid := st.conn.Kid()
+	st.reg.refresh(ctx, st.conn)
+	if st.conn.Kid() == kid {
+		return false
+	}
+	ok, err = st.verifier.KeyActive(ctx, st.conn.Kid())
+	return err != nil || ok
 }
 
 // sink is where a stream's frames go. write queues a frame; flush sends

@@ -115,7 +115,7 @@ func newConn(r *http.Request, s subscription, transport string) *Conn {
 	if len(ua) > 300 {
 		ua = ua[:300]
 	}
-	return &Conn{
+	c := &Conn{
 		ID:          NewConnID(),
 		TenantID:    s.sub.TenantID,
 		Subject:     s.sub.Subject,
@@ -125,4 +125,6 @@ func newConn(r *http.Request, s subscription, transport string) *Conn {
 		UserAgent:   ua,
 		ConnectedAt: time.Now(),
 	}
+	c.kid.Store(&s.sub.Kid)
+	return c
 }
