@@ -87,10 +87,12 @@ func TestLoadConfig(t *testing.T) {
 }
 
 // TestRun starts the whole program on a fresh, unmigrated database, as
-// `make run` does, then shuts it down as SIGTERM would.
+// `make run` does, then shuts it down as SIGTERM would. Its DATABASE_URL
+// sets the pool's size, which the LISTEN connection must not send to
+// PostgreSQL (it would be refused, and the instance never ready).
 func TestRun(t *testing.T) {
 	t.Parallel()
-	url := pgtest.NewURL(t, false)
+	url := pgtest.NewURL(t, false) + "&pool_max_conns=7"
 	env := map[string]string{
 		"DATABASE_URL": url,
 		"ADDR":         "127.0.0.1:0",

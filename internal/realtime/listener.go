@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/hybridrt/hybridrt/internal/tenant"
@@ -53,10 +54,14 @@ var errStandby = errors.New("realtime: the database is a read-only standby, wher
 // every (re)connect it catches up every room from the store and wakes every
 // stream, because notifications sent while it was away are lost.
 func (h *Hub) Listen(ctx context.Context, databaseURL string, log *slog.Logger) error {
-	cfg, err := pgx.ParseConfig(databaseURL)
+	// Parsed as the pool parses it, which takes the pool's own settings
+	// (pool_max_conns and friends) out: sent to PostgreSQL as run-time
+	// parameters they would make it refuse the connection.
+	pcfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return fmt.Errorf("realtime: listener config: %w", err)
 	}
+	cfg := pcfg.ConnConfig
 	cfg.RuntimeParams["application_name"] = ListenerAppName
 	// Interrupt a wait by a socket deadline, not a cancel request: a poke
 	// then costs nothing and leaves the connection usable.
