@@ -467,21 +467,25 @@ func TestHalfOpenClient(t *testing.T) {
 	if c := in.svc.registry.Count(); c != 2 {
 		t.Fatalf("%d connections registered, want 2", c)
 	}
-	// The proxy's end of the blackholed path, as the server sees it.
-	var proxyEnd string
+	// The proxy's end of the blackholed path, as the server sees it: the
+	// one connection through the proxy.
 	waitFor(t, 10*time.Second, func() string {
 		var out struct {
-			Connections []struct{ ID, RemoteAddr string }
+			Connections []struct{ ID string }
 		}
 		in.do("GET", "/v1/connections", acme.APIKey, "").json(t, &out)
 		for _, c := range out.Connections {
 			if c.ID == halfID {
-				proxyEnd = c.RemoteAddr
 				return ""
 			}
 		}
 		return "the half-open stream is not in /v1/connections"
 	})
+	ends := proxy.UpstreamAddrs()
+	if len(ends) != 1 {
+		t.Fatalf("the proxy holds %d connections to the server (%v), want the stream's alone", len(ends), ends)
+	}
+	proxyEnd := ends[0]
 	setSockopt(t, serverAddr, proxyEnd, syscall.SO_SNDBUF, 4096) // the server's send buffer
 	setSockopt(t, proxyEnd, serverAddr, syscall.SO_RCVBUF, 4096) // the proxy's receive buffer
 

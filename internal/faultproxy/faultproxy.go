@@ -174,6 +174,20 @@ func (p *Proxy) DropNextResponse() { p.dropNext.Store(true) }
 // NotificationResponse messages ('A') from server to client while on.
 func (p *Proxy) DropNotifications(on bool) { p.dropNotify.Store(on) }
 
+// UpstreamAddrs returns the local addresses of the proxy's open connections
+// to upstream: each proxied connection's end, as upstream sees its peer.
+func (p *Proxy) UpstreamAddrs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for c := range p.conns {
+		if c.RemoteAddr().String() == p.upstream {
+			out = append(out, c.LocalAddr().String())
+		}
+	}
+	return out
+}
+
 // track records c so that ResetAll and CloseAll can find it; it reports
 // false, and the caller must close c, once the proxy is closed.
 func (p *Proxy) track(cs ...net.Conn) bool {
