@@ -222,9 +222,26 @@ func (in *instance) doVia(c *http.Client, method, path, bearer, body string, hea
 
 func (in *instance) tryDoVia(c *http.Client, method, path, bearer, body string, header ...string) (response, error) {
 	in.t.Helper()
-	req, err := http.NewRequest(method, in.url+path, strings.NewReader(body))
+	req, err := newRequest(context.Background(), method, in.url+path, bearer, body, header...)
 	if err != nil {
 		return response{}, err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	return readChecked(oraclesOf(in.t), method+" "+path, res)
+}
+
+// newRequest builds a request as every test client sends them: bearer, when
+// not empty, in Authorization; a non-empty body as application/json unless
+// header says otherwise; header as name, value pairs in order: a name's
+// first pair replaces what was there (an empty value removes it), and more
+// pairs of that name add values (two Authorization headers, say).
+func newRequest(ctx context.Context, method, url, bearer, body string, header ...string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -232,25 +249,32 @@ func (in *instance) tryDoVia(c *http.Client, method, path, bearer, body string, 
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(header); i += 2 {
-		if header[i+1] == "" {
-			req.Header.Del(header[i])
-		} else {
-			req.Header.Add(header[i], header[i+1])
+		name, value := http.CanonicalHeaderKey(header[i]), header[i+1]
+		switch {
+		case seen[name]:
+			req.Header.Add(name, value)
+		case value == "":
+			req.Header.Del(name)
+		default:
+			req.Header.Set(name, value)
 		}
+		seen[name] = true
 	}
-	res, err := c.Do(req)
-	if err != nil {
-		return response{}, err
-	}
+	return req, nil
+}
+
+// readChecked reads and closes res's body and passes the answer to the
+// oracles: O5 for errors, and O6 learns the credentials it hands out.
+func readChecked(o *oracleSet, what string, res *http.Response) (response, error) {
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		return response{}, err
+		return response{}, fmt.Errorf("%s: reading the answer: %w", what, err)
 	}
 	out := response{status: res.StatusCode, header: res.Header, body: b}
-	o := oraclesOf(in.t)
-	o.checkResponse(method+" "+path, out)
+	o.checkResponse(what, out)
 	if res.StatusCode < 400 { // a login's 303 sets the session cookie
 		o.noteSecrets(res.Header, b)
 	}

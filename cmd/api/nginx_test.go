@@ -10,17 +10,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -153,8 +147,9 @@ func startNginx(t *testing.T, conf string, ins ...*instance) *nginxProc {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
-	cert, key, roots := nginxCert(t, dir)
-	nx := &nginxProc{t: t, o: oraclesOf(ins[0].t), roots: roots, dir: dir, upstream: map[string]*instance{}}
+	tc := newTestCert(t, dir, "nginx")
+	cert, key := tc.certFile, tc.keyFile
+	nx := &nginxProc{t: t, o: oraclesOf(ins[0].t), roots: tc.pool(), dir: dir, upstream: map[string]*instance{}}
 	site := nginxSite{cert: cert, key: key}
 	for _, in := range ins {
 		addr := strings.TrimPrefix(in.url, "http://")
@@ -296,50 +291,6 @@ func (nx *nginxProc) tail(name string, n int) string {
 	return "\n--- " + name + ":\n" + strings.Join(lines, "\n")
 }
 
-// nginxCert writes a self-signed certificate for 127.0.0.1 and its key into
-// dir, and returns their paths and a pool that trusts the certificate.
-func nginxCert(t *testing.T, dir string) (cert, key string, roots *x509.CertPool) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "hybridrt nginx test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(parsed)
-	return cert, key, roots
-}
-
 // nginxClient is one client of nginx: its own connections, from its own
 // loopback address (Linux routes all of 127.0.0.0/8 to lo), over HTTPS,
 // reporting to the subtest t.
@@ -381,50 +332,40 @@ func (nx *nginxProc) newClient(t *testing.T, ip string, h2 bool) *nginxClient {
 	return &nginxClient{t: t, nx: nx, ip: ip, hc: hc}
 }
 
-// request builds a request to nginx: bearer in Authorization, body as JSON,
-// header as name, value pairs.
+// request builds a request to nginx (newRequest): path may be a whole URL.
 func (c *nginxClient) request(ctx context.Context, method, path, bearer, body string, header ...string) *http.Request {
 	c.t.Helper()
-	base := c.nx.url
-	if strings.HasPrefix(path, "http") {
-		base = ""
+	if !strings.HasPrefix(path, "http") {
+		path = c.nx.url + path
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+	req, err := newRequest(ctx, method, path, bearer, body, header...)
 	if err != nil {
 		c.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
 	}
 	return req
 }
 
 // do sends a request through nginx and checks the answer with the global
 // oracles (O5: every error, nginx's own included, must be hybridrt's
-// problem+json; O6: the credentials it hands out never reach a log).
+// problem+json; O6: the credentials it hands out never reach a log). The
+// plain-HTTP port's redirects are nginx's alone, and not checked.
 func (c *nginxClient) do(method, path, bearer, body string, header ...string) response {
 	c.t.Helper()
 	res, err := c.hc.Do(c.request(context.Background(), method, path, bearer, body, header...))
 	if err != nil {
 		c.t.Fatalf("%s %s through nginx from %s: %v", method, path, c.ip, err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		c.t.Fatalf("%s %s through nginx from %s: reading the answer: %v", method, path, c.ip, err)
-	}
-	out := response{status: res.StatusCode, header: res.Header, body: b}
-	if !strings.HasPrefix(path, "http:") {
-		c.nx.o.checkResponse(method+" "+path+" through nginx", out)
-		if res.StatusCode < 400 {
-			c.nx.o.noteSecrets(res.Header, b)
+	if strings.HasPrefix(path, "http:") {
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			c.t.Fatal(err)
 		}
+		return response{status: res.StatusCode, header: res.Header, body: b}
+	}
+	out, err := readChecked(c.nx.o, method+" "+path+" through nginx", res)
+	if err != nil {
+		c.t.Fatalf("from %s: %v", c.ip, err)
 	}
 	return out
 }

@@ -83,6 +83,13 @@ func newTestCert(t *testing.T, dir, name string) testCert {
 	return tc
 }
 
+// pool returns a certificate pool that trusts c.
+func (c testCert) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.cert)
+	return p
+}
+
 // spki is the certificate's public key hash as Chromium's
 // --ignore-certificate-errors-spki-list takes it.
 func (c testCert) spki() string {
@@ -139,8 +146,7 @@ func startTLS(t *testing.T, extra map[string]string) *tlsServer {
 	for k, v := range extra {
 		env[k] = v
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.cert)
+	roots := cert.pool()
 	client := func(h1, h2 bool) *http.Client {
 		var p http.Protocols
 		p.SetHTTP1(h1)
@@ -215,35 +221,20 @@ func (s *tlsServer) do(c *http.Client, method, path, bearer, body string, header
 // (O5 for errors, O6 for the credentials handed out).
 func (s *tlsServer) try(c *http.Client, method, path, bearer, body string, header ...string) (*http.Response, []byte, error) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	req, err := newRequest(context.Background(), method, s.url+path, bearer, body, header...)
 	if err != nil {
 		return nil, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
 	}
 	res, err := c.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+	out, err := readChecked(oraclesOf(s.t), method+" "+path, res)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read body: %w", err)
+		return nil, nil, err
 	}
 	s.checkProto(method+" "+path, c, res)
-	o := oraclesOf(s.t)
-	o.checkResponse(method+" "+path, response{status: res.StatusCode, header: res.Header, body: b})
-	if res.StatusCode < 400 {
-		o.noteSecrets(res.Header, b)
-	}
-	return res, b, nil
+	return res, out.body, nil
 }
 
 // checkProto asserts that res came over TLS in the protocol c speaks.
@@ -598,9 +589,7 @@ func TestTLSDeadHTTP2Client(t *testing.T) {
 	key := s.signup("Acme")
 	tok := s.token(key, "u1", "broadcast")
 
-	roots := x509.NewCertPool()
-	roots.AddCert(s.cert.cert)
-	conn, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: roots, NextProtos: []string{"h2"}})
+	conn, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: s.cert.pool(), NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
