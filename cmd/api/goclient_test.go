@@ -423,6 +423,44 @@ func streamsEnded(in *instance) []string {
 	return reasons
 }
 
+// tokenRig is a Go subscriber of channel feed, through the counting proxy,
+// on tokens of subject that live ttl, connected over one transport.
+type tokenRig struct {
+	in     *instance
+	proxy  *testProxy
+	c      *client.Client
+	sub    *client.Subscription
+	states *stateLog
+	minted *atomic.Int64 // tokens handed out
+}
+
+func newTokenRig(t *testing.T, transport client.Transport, ttl time.Duration, subject func(int64) string, breakRenew bool) *tokenRig {
+	t.Helper()
+	r := &tokenRig{states: &stateLog{}, minted: &atomic.Int64{}}
+	r.in = newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := r.in.signup("Acme")
+	r.proxy = newTestProxy(t, r.in.url)
+	r.proxy.breakRenew.Store(breakRenew)
+	r.c = client.New(r.in.url, acme.APIKey)
+	head, err := r.c.Head(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sub, err = client.Subscribe(t.Context(), client.SubscribeOptions{
+		URL: r.proxy.url, Channels: []string{"feed"}, Cursor: head,
+		Transports:  []client.Transport{transport}, // no other to hide a reconnect behind
+		PollTimeout: 2 * time.Second,
+		Token:       shortTokens(t, r.c, ttl, r.minted, subject),
+		OnState:     r.states.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.sub.Close)
+	waitState(t, r.sub, string(transport), func(s client.State) bool { return s.Connected && s.Transport == transport })
+	return r
+}
+
 // TestGoClientRenewInPlace: with tokens that live 3 s, the Go subscriber
 // renews each one in place (POST /api/realtime/connections/{id}/token)
 // before it expires. The one SSE stream outlives several tokens: one
@@ -431,28 +469,8 @@ func streamsEnded(in *instance) []string {
 func TestGoClientRenewInPlace(t *testing.T) {
 	t.Parallel()
 	const ttl = 3 * time.Second
-	in := newInstance(t, pgtest.NewDB(t), testConfig())
-	acme := in.signup("Acme")
-	proxy := newTestProxy(t, in.url)
-	c := client.New(in.url, acme.APIKey)
-	ctx := t.Context()
-	var minted atomic.Int64
-	var states stateLog
-	head, err := c.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := client.Subscribe(ctx, client.SubscribeOptions{
-		URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
-		Transports: []client.Transport{client.SSE}, // no polling to hide a reconnect behind
-		Token:      shortTokens(t, c, ttl, &minted, func(int64) string { return "u1" }),
-		OnState:    states.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	waitState(t, sub, "streaming", func(s client.State) bool { return s.Connected && s.Transport == client.SSE })
+	r := newTokenRig(t, client.SSE, ttl, func(int64) string { return "u1" }, false)
+	in, proxy, c, sub, states, minted := r.in, r.proxy, r.c, r.sub, r.states, r.minted
 	first := sub.State().ConnectionID
 	if !strings.HasPrefix(first, "c_") {
 		t.Fatalf("State.ConnectionID = %q, want the ready event's c_… id", first)
@@ -489,7 +507,7 @@ func TestGoClientRenewInPlace(t *testing.T) {
 	if r := streamsEnded(in); len(r) != 0 {
 		t.Errorf("streams ended on the server: %v, want none", r)
 	}
-	conns, err := c.Connections(ctx)
+	conns, err := c.Connections(t.Context())
 	if err != nil || len(conns) != 1 || conns[0].ID != first || conns[0].Transport != "sse" {
 		t.Errorf("Connections = %+v, %v, want the one SSE stream %s", conns, err, first)
 	}
@@ -512,29 +530,8 @@ func TestGoClientRenewFails(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			in := newInstance(t, pgtest.NewDB(t), testConfig())
-			acme := in.signup("Acme")
-			proxy := newTestProxy(t, in.url)
-			proxy.breakRenew.Store(tt.breakRenew)
-			c := client.New(in.url, acme.APIKey)
-			ctx := t.Context()
-			var minted atomic.Int64
-			var states stateLog
-			head, err := c.Head(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sub, err := client.Subscribe(ctx, client.SubscribeOptions{
-				URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
-				Transports: []client.Transport{client.SSE},
-				Token:      shortTokens(t, c, 3*time.Second, &minted, tt.subject),
-				OnState:    states.add,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			waitState(t, sub, "streaming", func(s client.State) bool { return s.Connected && s.Transport == client.SSE })
+			r := newTokenRig(t, client.SSE, 3*time.Second, tt.subject, tt.breakRenew)
+			in, proxy, c, sub, states := r.in, r.proxy, r.c, r.sub, r.states
 
 			p := &feedPublisher{t: t, c: c}
 			p.until("resumed twice", 30*time.Second, func() bool { return len(states.readies()) >= 3 })
@@ -576,27 +573,8 @@ func TestGoClientRenewFails(t *testing.T) {
 func TestGoClientPollFreshToken(t *testing.T) {
 	t.Parallel()
 	const ttl = 3 * time.Second
-	in := newInstance(t, pgtest.NewDB(t), testConfig())
-	acme := in.signup("Acme")
-	proxy := newTestProxy(t, in.url)
-	c := client.New(in.url, acme.APIKey)
-	ctx := t.Context()
-	var minted atomic.Int64
-	head, err := c.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := client.Subscribe(ctx, client.SubscribeOptions{
-		URL: proxy.url, Channels: []string{"feed"}, Cursor: head,
-		Transports:  []client.Transport{client.Polling},
-		PollTimeout: 2 * time.Second,
-		Token:       shortTokens(t, c, ttl, &minted, func(int64) string { return "u1" }),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	waitState(t, sub, "polling", func(s client.State) bool { return s.Connected && s.Transport == client.Polling })
+	r := newTokenRig(t, client.Polling, ttl, func(int64) string { return "u1" }, false)
+	proxy, c, sub, minted := r.proxy, r.c, r.sub, r.minted
 	start := time.Now()
 
 	p := &feedPublisher{t: t, c: c}
