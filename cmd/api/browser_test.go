@@ -47,13 +47,14 @@ func chromiumPath(t *testing.T) string {
 	return path
 }
 
-// newBrowser starts headless Chromium for the test and returns a context of
-// its one tab. The browser lives until the test ends, or until ctx does.
-func newBrowser(t *testing.T, ctx context.Context) context.Context {
+// newBrowser starts headless Chromium for the test, with extra options
+// after the usual ones, and returns a context of its one tab. The browser
+// lives until the test ends, or until ctx does.
+func newBrowser(t *testing.T, ctx context.Context, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
 	var output syncBuffer
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.NoSandbox, // root in a container has no user namespaces for the sandbox
@@ -68,7 +69,8 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true), // /dev/shm is 64 MB in some containers
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.CombinedOutput(&output),
-	)
+	}, extra...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() {
 		// Close the browser gracefully, then wait for its process to end,

@@ -747,7 +747,7 @@ const tlsStateJS = `({
 func TestTLSBrowserHTTP2(t *testing.T) {
 	t.Parallel()
 	const n = 8
-	path := chromiumPath(t) // fail fast, before starting a server
+	chromiumPath(t) // fail fast, before starting a server
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel) // last, after the browser has closed
 
@@ -755,51 +755,13 @@ func TestTLSBrowserHTTP2(t *testing.T) {
 	key := s.signup("Acme")
 	tok := s.token(key, "u1", "broadcast")
 
-	// newBrowser's flags, with the test certificate trusted by its key.
-	var output syncBuffer
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", s.cert.spki()), // honoured with a user data dir
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(&output),
-	)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = chromedp.Cancel(bctx)
-			cancelBrowser()
-			cancelAlloc()
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("Chromium did not exit within 10 s")
-		}
-		if t.Failed() {
-			t.Logf("Chromium's output:\n%s", output.String())
-		}
-	})
-	// The first Run starts the browser, bound to its context: bctx, not a shorter one.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start Chromium %s: %v\n%s", path, err, output.String())
-	}
+	// The test certificate is trusted by its key (honoured with newBrowser's
+	// user data dir).
+	bctx := newBrowser(t, ctx, chromedp.Flag("ignore-certificate-errors-spki-list", s.cert.spki()))
 	nctx, ncancel := context.WithTimeout(bctx, browserWait)
 	defer ncancel()
 	if err := chromedp.Do(nctx, chromedp.Navigate(s.url+"/healthz")); err != nil {
-		t.Fatalf("navigate to %s/healthz: %v\n%s", s.url, err, output.String())
+		t.Fatalf("navigate to %s/healthz: %v", s.url, err)
 	}
 	if p := evalIn[string](t, bctx, `performance.getEntriesByType('navigation')[0].nextHopProtocol`); p != "h2" {
 		t.Fatalf("the page came over %q, want h2", p)
