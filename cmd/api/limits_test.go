@@ -2,10 +2,12 @@ package main
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
 )
 
@@ -151,7 +153,8 @@ func TestLimitsAcrossInstances(t *testing.T) {
 			streams = map[*instance][]*stream{}
 		)
 		held := func() int {
-			return a.svc.shared.Held("conn:"+quota.Tenant.ID) + b.svc.shared.Held("conn:"+quota.Tenant.ID)
+			id, _ := strconv.ParseInt(quota.Tenant.ID, 10, 64)
+			return a.svc.shared.Held(limit.Connections(id)) + b.svc.shared.Held(limit.Connections(id))
 		}
 		// clients keeps n clients per instance trying every 300 ms until
 		// they hold a stream, for d.

@@ -44,7 +44,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	tenants := tenant.NewStore(pool)
 	quotas := tenant.NewQuotaCache(tenants)
 	status := tenant.NewStatus(tenants)
-	shared := limit.New(pool)
+	shared := limit.New(pool, realtime.InstanceDead)
 	return &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),

@@ -16,7 +16,7 @@ func RateLimit(shared *limit.Shared, perSecond int) func(http.Handler) http.Hand
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			keyID, _ := r.Context().Value(keyIDKey{}).(int64)
-			if !shared.Allow("key:"+strconv.FormatInt(keyID, 10), perSecond) {
+			if !shared.Allow(limit.KeyRate(keyID), perSecond) {
 				web.NewProblem(http.StatusTooManyRequests, "rate_limited",
 					"this API key sent more than "+strconv.Itoa(perSecond)+" requests a second; slow down, or batch events").
 					WithHeader("Retry-After", "1").Write(w)

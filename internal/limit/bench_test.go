@@ -13,7 +13,7 @@ import (
 // BenchmarkAllowLocal is the per-instance limiter it replaced (a map of
 // token buckets behind a mutex), for the ratio in one run.
 func BenchmarkAllow(b *testing.B) {
-	s := New(nil)
+	s := New(nil, 20*time.Second)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			s.Allow("key:1", 1<<30)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,9 +20,6 @@ import (
 const (
 	// SyncInterval is how often shares are recomputed from every instance's usage.
 	SyncInterval = time.Second
-	// instanceDead is the heartbeat age after which an instance's usage no
-	// longer counts (as for its connections, realtime.Registry).
-	instanceDead = 20 * time.Second
 	// idleScope is how long a scope with no use is remembered.
 	idleScope = time.Minute
 	// reserveTimeout bounds a first reservation's wait for the database;
@@ -36,6 +34,7 @@ const (
 // SyncInterval.
 type Shared struct {
 	pool *pgxpool.Pool
+	dead time.Duration // the heartbeat age after which an instance's usage no longer counts
 	now  func() time.Time
 
 	mu         sync.Mutex
@@ -73,11 +72,23 @@ type holdScope struct {
 	lastUse  time.Time
 }
 
-// New returns a Shared on pool. Until Run's first sync it assumes it is the
-// only instance.
-func New(pool *pgxpool.Pool) *Shared {
+// Scope names for the limits Shared enforces, as they appear in limit_usage.
+func Connections(tenantID int64) string { return "conn:" + strconv.FormatInt(tenantID, 10) }
+
+// TenantRate names a tenant's publish-rate quota.
+func TenantRate(tenantID int64) string { return "pub:" + strconv.FormatInt(tenantID, 10) }
+
+// KeyRate names an API key's publish rate.
+func KeyRate(keyID int64) string { return "key:" + strconv.FormatInt(keyID, 10) }
+
+// New returns a Shared on pool. The instances table's heartbeats say which
+// instances are alive: one whose heartbeat is older than dead no longer
+// counts, as its connections no longer do (realtime.InstanceDead). Until
+// Run's first sync it assumes it is the only instance.
+func New(pool *pgxpool.Pool, dead time.Duration) *Shared {
 	return &Shared{
 		pool:      pool,
+		dead:      dead,
 		now:       time.Now,
 		rates:     map[string]*rateScope{},
 		holds:     map[string]*holdScope{},
@@ -117,21 +128,21 @@ func (s *Shared) Allow(scope string, perSecond int) bool {
 // The first Acquire of a scope this instance does not hold reserves its part
 // in the database, under the lock every sync takes, so that no two
 // instances reserve the same headroom; it waits at most reserveTimeout.
-func (s *Shared) Acquire(ctx context.Context, scope string, max int) bool {
+func (s *Shared) Acquire(ctx context.Context, scope string, most int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.holds[scope]
 	if h == nil {
-		h = &holdScope{limit: max, ready: make(chan struct{})}
+		h = &holdScope{limit: most, ready: make(chan struct{})}
 		s.holds[scope] = h
 		s.mu.Unlock()
-		ceiling, err := s.reserveFirst(ctx, scope, max)
+		ceiling, err := s.reserveFirst(ctx, scope, most)
 		s.mu.Lock()
 		if err != nil {
 			// The database is away: reserve from what the last sync said.
-			ceiling = holdReserve(max, 0, 1, s.others[scope], s.instances)
+			ceiling = holdReserve(most, 0, 1, s.others[scope], s.instances)
 		}
-		if h.limit == max { // unless the limit changed meanwhile
+		if h.limit == most { // unless the limit changed meanwhile
 			h.ceiling = ceiling
 		}
 		close(h.ready)
@@ -147,10 +158,10 @@ func (s *Shared) Acquire(ctx context.Context, scope string, max int) bool {
 			s.mu.Lock()
 		}
 	}
-	if h.limit != max {
+	if h.limit != most {
 		// The operator changed the quota: scale the ceiling with it.
-		h.ceiling = h.ceiling * max / (h.limit + boolInt(h.limit == 0))
-		h.limit = max
+		h.ceiling = h.ceiling * most / max(h.limit, 1)
+		h.limit = most
 	}
 	h.attempts++
 	h.lastUse = s.now()
@@ -159,13 +170,6 @@ func (s *Shared) Acquire(ctx context.Context, scope string, max int) bool {
 	}
 	h.held++
 	return true
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // Release gives back a place that Acquire took.
@@ -332,7 +336,7 @@ func (s *Shared) Sync(ctx context.Context, instanceID string) error {
 			scopes[i] = r.scope
 		}
 		var err error
-		others, instances, err = readOthers(ctx, tx, instanceID, scopes)
+		others, instances, err = s.readOthers(ctx, tx, instanceID, scopes)
 		if err != nil {
 			return err
 		}
@@ -383,7 +387,7 @@ func (s *Shared) reserveFirst(ctx context.Context, scope string, limit int) (int
 	defer cancel()
 	var ceiling int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		others, instances, err := readOthers(ctx, tx, instanceID, []string{scope})
+		others, instances, err := s.readOthers(ctx, tx, instanceID, []string{scope})
 		if err != nil {
 			return err
 		}
@@ -406,7 +410,7 @@ func noHeartbeatYet(err error) bool {
 // readOthers returns the other live instances' usage and reservations of
 // scopes, and the number of live instances, this one included, after
 // taking the sync lock.
-func readOthers(ctx context.Context, tx pgx.Tx, instanceID string, scopes []string) (map[string]usage, int, error) {
+func (s *Shared) readOthers(ctx context.Context, tx pgx.Tx, instanceID string, scopes []string) (map[string]usage, int, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(syncLock)); err != nil {
 		return nil, 0, fmt.Errorf("limit: take the sync lock: %w", err)
 	}
@@ -416,7 +420,7 @@ func readOthers(ctx context.Context, tx pgx.Tx, instanceID string, scopes []stri
 		  JOIN unnest($3::text[]) AS mine (scope) ON mine.scope = u.scope
 		  JOIN instances i ON i.id = u.instance_id
 		 WHERE u.instance_id <> $1 AND i.heartbeat_at > now() - make_interval(secs => $2)
-		 GROUP BY u.scope`, instanceID, instanceDead.Seconds(), scopes)
+		 GROUP BY u.scope`, instanceID, s.dead.Seconds(), scopes)
 	if err != nil {
 		return nil, 0, fmt.Errorf("limit: read the other instances' usage: %w", err)
 	}
@@ -436,7 +440,7 @@ func readOthers(ctx context.Context, tx pgx.Tx, instanceID string, scopes []stri
 	err = tx.QueryRow(ctx, `
 		SELECT count(*) FROM instances
 		 WHERE id <> $1 AND heartbeat_at > now() - make_interval(secs => $2)`,
-		instanceID, instanceDead.Seconds()).Scan(&n)
+		instanceID, s.dead.Seconds()).Scan(&n)
 	if err != nil {
 		return nil, 0, fmt.Errorf("limit: count live instances: %w", err)
 	}

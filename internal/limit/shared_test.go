@@ -54,7 +54,7 @@ func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, pool: pgtest.NewDB(t), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i := range n {
-		s := New(c.pool)
+		s := New(c.pool, 20*time.Second)
 		s.now = func() time.Time { return c.now }
 		c.nodes = append(c.nodes, s)
 		id := fmt.Sprintf("instance-%d", i)

@@ -81,7 +81,7 @@ func (l *Limits) allowPublish(id tenant.ID, perSecond int) bool {
 	if perSecond <= 0 {
 		return true
 	}
-	return l.shared.Allow("pub:"+strconv.FormatInt(int64(id), 10), perSecond)
+	return l.shared.Allow(limit.TenantRate(int64(id)), perSecond)
 }
 
 // publishLimits returns the request's tenant's publish limits, or the

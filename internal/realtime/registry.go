@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +25,10 @@ const (
 	registryFlush = time.Second
 	// instanceBeat is how often an instance proves it is alive.
 	instanceBeat = 5 * time.Second
-	// instanceDead is the heartbeat age after which an instance's
-	// connections no longer count as live (DESIGN: gone within 30 s).
-	instanceDead = 20 * time.Second
+	// InstanceDead is the heartbeat age after which an instance's
+	// connections, and its share of shared limits, no longer count
+	// (DESIGN: a dead instance's clients are gone within 30 s).
+	InstanceDead = 20 * time.Second
 )
 
 var (
@@ -123,7 +123,7 @@ func NewConnID() string {
 func (g *Registry) Add(ctx context.Context, c *Conn, expires time.Time, max int) error {
 	c.Instance = g.instanceID
 	c.expires.Store(expires.UnixNano())
-	if !g.limits.Acquire(ctx, connScope(c.TenantID), max) {
+	if !g.limits.Acquire(ctx, limit.Connections(int64(c.TenantID)), max) {
 		return ErrTooManyConnections
 	}
 	g.mu.Lock()
@@ -144,7 +144,7 @@ func (g *Registry) Remove(c *Conn) {
 	}
 	g.status.Unwatch(c.TenantID)
 	delete(g.live, c.ID)
-	g.limits.Release(connScope(c.TenantID))
+	g.limits.Release(limit.Connections(int64(c.TenantID)))
 	if _, unwritten := g.added[c.ID]; unwritten {
 		delete(g.added, c.ID)
 	} else {
@@ -152,9 +152,6 @@ func (g *Registry) Remove(c *Conn) {
 	}
 	connectionsGauge.WithLabelValues(c.Transport).Dec()
 }
-
-// connScope names a tenant's connection limit in limit.Shared.
-func connScope(id tenant.ID) string { return "conn:" + strconv.FormatInt(int64(id), 10) }
 
 // Count returns the number of live connections on this instance.
 func (g *Registry) Count() int {
@@ -239,7 +236,7 @@ func (g *Registry) List(ctx context.Context, tenantID tenant.ID) ([]*Conn, error
 		SELECT c.id, c.subject, c.channels, c.transport, c.instance_id, c.remote_addr, c.user_agent, c.connected_at
 		  FROM connections c JOIN instances i ON i.id = c.instance_id
 		 WHERE c.tenant_id = $1 AND i.heartbeat_at > now() - make_interval(secs => $2)
-		 ORDER BY c.connected_at, c.id`, tenantID, instanceDead.Seconds())
+		 ORDER BY c.connected_at, c.id`, tenantID, InstanceDead.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("realtime: list connections: %w", err)
 	}

@@ -50,7 +50,7 @@ func TestSSENonFlusher(t *testing.T) {
 	store := NewStore(pool)
 	hub := NewHub(store, DefaultRingSize)
 	defer hub.Close()
-	shared := limit.New(pool)
+	shared := limit.New(pool, InstanceDead)
 	reg := NewRegistry(pool, tenant.NewStatus(tenant.NewStore(pool)), shared)
 	limits := NewLimits(DefaultPublishConfig, DefaultStreamConfig, 100, tenant.NewQuotaCache(tenant.NewStore(pool)), shared)
 	var logs bytes.Buffer
