@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -84,58 +85,42 @@ func (t TrustedProxies) Resolve(remoteAddr string, h http.Header) netip.Addr {
 	if !ok || !t.Contains(client) {
 		return client
 	}
-	hops := forwardingChain(h)
-	for range maxHops {
-		hop, rest, more := hops()
-		if !more {
-			break
-		}
-		hops = rest
+	walked := 0
+	for hop := range forwardingChain(h) {
 		a, ok := parseHop(hop)
 		if !ok {
 			break
 		}
 		client = a
-		if !t.Contains(a) {
+		if walked++; !t.Contains(a) || walked == maxHops {
 			break
 		}
 	}
 	return client
 }
 
-// chain yields a forwarding header's hops from the right.
-type chain func() (hop string, rest chain, more bool)
-
-// forwardingChain returns the hops of X-Forwarded-For (all its lines, in
-// order), or else of Forwarded's for= parameters.
-func forwardingChain(h http.Header) chain {
+// forwardingChain yields the hops of X-Forwarded-For (all its lines, in
+// order), or else of Forwarded's for= parameters, from the right.
+func forwardingChain(h http.Header) iter.Seq[string] {
 	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
 		return fromRight(strings.Join(xff, ","), func(elem string) string { return elem })
 	}
-	if fwd := h.Values("Forwarded"); len(fwd) > 0 {
-		return fromRight(strings.Join(fwd, ","), forwardedFor)
-	}
-	return func() (string, chain, bool) { return "", nil, false }
+	return fromRight(strings.Join(h.Values("Forwarded"), ","), forwardedFor)
 }
 
 // fromRight yields list's comma-separated elements from the last, each
 // through value. Commas inside quoted strings (Forwarded) do not split.
-func fromRight(list string, value func(string) string) chain {
-	var next chain
-	next = func() (string, chain, bool) {
-		if list == "" {
-			return "", nil, false
+func fromRight(list string, value func(string) string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for list != "" {
+			i := lastUnquotedComma(list)
+			elem := list[i+1:]
+			list = list[:max(i, 0)]
+			if !yield(value(strings.TrimSpace(elem))) {
+				return
+			}
 		}
-		i := lastUnquotedComma(list)
-		elem := list[i+1:]
-		if i < 0 {
-			list = ""
-		} else {
-			list = list[:i]
-		}
-		return value(strings.TrimSpace(elem)), next, true
 	}
-	return next
 }
 
 // lastUnquotedComma returns the index of the last comma of s outside double
