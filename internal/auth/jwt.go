@@ -130,6 +130,16 @@ func (v *Verifier) secret(ctx context.Context, kid string) (tenant.ID, []byte, e
 	return tenantID, secret, nil
 }
 
+// KeySecret returns the tenant and the secret of signing key kid, at most
+// secretCacheTTL old, or ErrNotFound. A signing key is also the tenant's
+// Pusher key/secret pair (DESIGN, "WebSocket: the Pusher Channels protocol").
+func (v *Verifier) KeySecret(ctx context.Context, kid string) (tenant.ID, []byte, error) {
+	if !validKid(kid) {
+		return 0, nil, ErrNotFound
+	}
+	return v.secret(ctx, kid)
+}
+
 // KeyActive reports whether kid still verifies tokens, as a stream checks
 // now and then so that revoking a signing key ends its streams. It waits at
 // most keyCheckWait for the database: the caller is a stream's heartbeat,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -14,10 +15,13 @@ import (
 )
 
 // MaxTypeLen is the longest event type.
-const MaxTypeLen = 100
+const MaxTypeLen = 200
 
 // systemTypes are event types the server sends itself; publishers may not use them.
 var systemTypes = map[string]bool{"ready": true, "resync": true, "token_expired": true}
+
+// systemPrefixes begin the Pusher protocol's own event names.
+var systemPrefixes = []string{"pusher:", "pusher_internal:"}
 
 // ErrInvalid wraps every validation failure of a channel, type or event.
 var ErrInvalid = errors.New("invalid")
@@ -31,6 +35,9 @@ type Event struct {
 	Type     string
 	Data     json.RawMessage
 	Time     time.Time
+	// Origin is the connection that sent a client event (or the socket a
+	// Pusher trigger excluded): live delivery skips it. Not in the envelope.
+	Origin string
 
 	Envelope []byte // the JSON envelope, on one line
 	Frame    []byte // "id: …\nevent: …\ndata: <envelope>\n\n"
@@ -41,6 +48,7 @@ type Draft struct {
 	Channel string          `json:"channel"`
 	Type    string          `json:"type"`
 	Data    json.RawMessage `json:"data"`
+	Origin  string          `json:"-"` // the connection that must not receive it live; see Event.Origin
 }
 
 // One returns the draft as a publish request of one event.
@@ -51,14 +59,20 @@ func ValidType(typ string) error {
 	if typ == "" || len(typ) > MaxTypeLen {
 		return fmt.Errorf("%w type %q: an event type is 1 to %d characters", ErrInvalid, clip(typ), MaxTypeLen)
 	}
+	// Printable ASCII without spaces, so that Laravel's App\Events\OrderShipped
+	// and Pusher's client-typing work, and an SSE "event:" line stays one line.
 	for i := 0; i < len(typ); i++ {
-		c := typ[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
-			return fmt.Errorf("%w type %q: only A-Z a-z 0-9 _ - . : are allowed", ErrInvalid, clip(typ))
+		if c := typ[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("%w type %q: only printable ASCII characters without spaces are allowed", ErrInvalid, clip(typ))
 		}
 	}
 	if systemTypes[typ] {
 		return fmt.Errorf("%w type %q: ready, resync and token_expired are sent by the server and cannot be published", ErrInvalid, typ)
+	}
+	for _, p := range systemPrefixes {
+		if strings.HasPrefix(typ, p) {
+			return fmt.Errorf("%w type %q: types starting with %q belong to the Pusher protocol and cannot be published", ErrInvalid, clip(typ), p)
+		}
 	}
 	return nil
 }

@@ -12,12 +12,12 @@ import (
 
 func TestValidType(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"a", "order.created", "x:y_z-1", strings.Repeat("t", 100)} {
+	for _, ok := range []string{"a", "order.created", "x:y_z-1", `App\Events\OrderShipped`, "client-typing", "a/b?c=d&e!", strings.Repeat("t", 200)} {
 		if err := ValidType(ok); err != nil {
 			t.Errorf("ValidType(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", strings.Repeat("t", 101), "a b", "x\ndata: y", "x\r", "é", "ready", "resync", "token_expired", "a\x00"} {
+	for _, bad := range []string{"", strings.Repeat("t", 201), "a b", "a\tb", "a\x7f", "pusher:ping", "pusher_internal:member_added", "x\ndata: y", "x\r", "é", "ready", "resync", "token_expired", "a\x00"} {
 		if err := ValidType(bad); err == nil {
 			t.Errorf("ValidType(%q) = nil, want an error", bad)
 		}

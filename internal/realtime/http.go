@@ -313,7 +313,7 @@ func HandleDashboard(log *slog.Logger, pub *Publisher, limits *Limits) http.Hand
 			return
 		}
 		if req.Type == "" || len(req.Type) > MaxTypeLen {
-			web.Error(w, http.StatusBadRequest, "invalid_event", `"type" names the update, such as "STATS_UPDATED" (1 to 100 characters)`)
+			web.Error(w, http.StatusBadRequest, "invalid_event", `"type" names the update, such as "STATS_UPDATED" (1 to 200 characters)`)
 			return
 		}
 		data := req.Data

@@ -34,6 +34,8 @@ type Hub struct {
 	rooms   map[tenant.ID]*room
 	pending []*room // rooms the listener has not yet positioned
 
+	notified []Notified // doors' notification channels on the listener's connection
+
 	poke      atomic.Pointer[context.CancelFunc] // interrupts the listener's wait
 	listening atomic.Bool
 	done      chan struct{}
@@ -137,6 +139,22 @@ func (h *Hub) join(tenantID tenant.ID, s *Subscription) *Subscription {
 		h.pokeListener()
 	}
 	return s
+}
+
+// Set replaces the subscription's channels, for a connection that subscribes
+// and unsubscribes as it goes (a WebSocket). Events already read are not
+// read again; the caller decides from which id a new channel's events count.
+// Call it from the goroutine that calls After.
+func (s *Subscription) Set(channels []string) {
+	m := make(map[string]bool, len(channels))
+	for _, c := range channels {
+		m[c] = true
+	}
+	list := append([]string{}, channels...) // never nil: nil reads every channel
+	r := s.room
+	r.mu.Lock()
+	s.channels, s.list = m, list
+	r.mu.Unlock()
 }
 
 // Wake returns the channel that receives a value when new events may match.

@@ -111,6 +111,14 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 		}
 		return err
 	}
+	for _, n := range h.notified {
+		lctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{n.Channel}.Sanitize())
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	// Prove that notifications reach this connection before relying on it.
 	if err := h.probe(ctx, conn); err != nil {
 		log.Error("realtime: the listener's self-probe failed; live delivery is paused", "err", err)
@@ -127,6 +135,11 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 	h.takePending() // all rooms were just caught up
 	h.listening.Store(true)
 	h.wakeAll()
+	for _, n := range h.notified {
+		if n.Reconnected != nil {
+			n.Reconnected()
+		}
+	}
 	log.Info("realtime: listener connected")
 
 	lastDrop := time.Now()
@@ -167,7 +180,7 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 			log.Warn("realtime: listener failed", "err", err)
 			return nil
 		}
-		if err := h.handle(ctx, conn, drain(ctx, conn, n.Payload)...); err != nil {
+		if err := h.handle(ctx, conn, drain(ctx, conn, n)...); err != nil {
 			log.Warn("realtime: listener failed", "err", err)
 			return nil
 		}
@@ -177,18 +190,34 @@ func (h *Hub) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Log
 // drain returns first and every notification that has arrived since,
 // without waiting: at thousands of commits a second they queue up while the
 // listener reads, and one read per tenant then serves them all.
-func drain(ctx context.Context, conn *pgx.Conn, first string) []string {
-	payloads := []string{first}
+func drain(ctx context.Context, conn *pgx.Conn, first *pgconn.Notification) []*pgconn.Notification {
+	notes := []*pgconn.Notification{first}
 	done, cancel := context.WithCancel(ctx)
 	cancel() // a done context returns queued notifications, and never waits
-	for len(payloads) < 1000 {
+	for len(notes) < 1000 {
 		n, err := conn.WaitForNotification(done)
 		if err != nil {
 			break
 		}
-		payloads = append(payloads, n.Payload)
+		notes = append(notes, n)
 	}
-	return payloads
+	return notes
+}
+
+// Notified is a door's use of the listener's connection: notifications on
+// Channel go to Handle, and Reconnected is called after every (re)connect,
+// since notifications sent while the listener was away are lost. Both run
+// on the listener's goroutine and must not block: hand the work to your own.
+type Notified struct {
+	Channel     string
+	Handle      func(payload string)
+	Reconnected func()
+}
+
+// AlsoListen adds a door's notification channel to the listener. Call it
+// before Listen: an instance holds one LISTEN connection, whoever needs it.
+func (h *Hub) AlsoListen(n Notified) {
+	h.notified = append(h.notified, n)
 }
 
 // probe notifies this connection's own channel and waits, at most
@@ -214,7 +243,7 @@ func (h *Hub) probe(ctx context.Context, conn *pgx.Conn) error {
 		if n.Payload == token {
 			return nil
 		}
-		if err := h.handle(ctx, conn, n.Payload); err != nil {
+		if err := h.handle(ctx, conn, n); err != nil {
 			return err
 		}
 	}
@@ -266,11 +295,19 @@ func readInto(ctx context.Context, conn *pgx.Conn, r *room, have, upTo int64) er
 // handle reads the events that notifications announce into their rooms,
 // one read per tenant. It reads from the room's last id, not a
 // notification's first, so a notification lost or reordered leaves no gap.
-func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, payloads ...string) error {
+func (h *Hub) handle(ctx context.Context, conn *pgx.Conn, notes ...*pgconn.Notification) error {
 	newest := map[tenant.ID]int64{}
 	var order []tenant.ID // tenants in the order first notified
-	for _, p := range payloads {
-		tenantID, _, last, ok := parseNotification(p)
+	for _, n := range notes {
+		if n.Channel != notifyChannel {
+			for _, d := range h.notified {
+				if d.Channel == n.Channel {
+					d.Handle(n.Payload)
+				}
+			}
+			continue
+		}
+		tenantID, _, last, ok := parseNotification(n.Payload)
 		if !ok {
 			continue // a self-probe's token
 		}

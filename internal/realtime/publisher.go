@@ -266,6 +266,7 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			channels []string
 			types    []string
 			datas    []string
+			origins  []string
 		)
 		for _, r := range keep {
 			r.ids = make([]int64, len(r.drafts))
@@ -278,6 +279,7 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 				channels = append(channels, d.Channel)
 				types = append(types, d.Type)
 				datas = append(datas, string(d.Data))
+				origins = append(origins, d.Origin)
 			}
 		}
 
@@ -286,10 +288,10 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			// clock_timestamp, not now(): taken after the tenant lock, so times
 			// rise with ids and retention prunes in id order.
 			batch.Queue(`
-				INSERT INTO events (tenant_id, id, channel, type, data, created_at)
-				SELECT t, i, c, ty, d::json, clock_timestamp()
-				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u (t, i, c, ty, d)`,
-				tids, ids, channels, types, datas)
+				INSERT INTO events (tenant_id, id, channel, type, data, created_at, origin)
+				SELECT t, i, c, ty, d::json, clock_timestamp(), nullif(o, '')
+				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u (t, i, c, ty, d, o)`,
+				tids, ids, channels, types, datas, origins)
 		}
 		for _, r := range keep {
 			if r.idemKey != "" {

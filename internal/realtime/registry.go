@@ -153,6 +153,55 @@ func (g *Registry) Remove(c *Conn) {
 	connectionsGauge.WithLabelValues(c.Transport).Dec()
 }
 
+// SetChannels replaces a live connection's channels, for a connection that
+// subscribes as it goes (a WebSocket). Lists and channel counts on every
+// instance follow within registryFlush.
+func (g *Registry) SetChannels(c *Conn, channels []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.Channels = append([]string{}, channels...)
+	g.rewrite(c)
+}
+
+// SetSubject names the user of a live connection that authenticated after
+// connecting (Pusher's user sign-in).
+func (g *Registry) SetSubject(c *Conn, subject string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.Subject = subject
+	g.rewrite(c)
+}
+
+// rewrite queues a live connection's row to be written again; g.mu is held.
+func (g *Registry) rewrite(c *Conn) {
+	if _, ok := g.live[c.ID]; ok {
+		g.added[c.ID] = c
+	}
+}
+
+// ChannelCounts returns how many connections on live instances subscribe to
+// each of tenantID's channels whose name starts with prefix, as of the last
+// flush of every instance (at most about a second old).
+func (g *Registry) ChannelCounts(ctx context.Context, tenantID tenant.ID, prefix string) (map[string]int, error) {
+	rows, err := g.pool.Query(ctx, `
+		SELECT ch, count(*) FROM connections c JOIN instances i ON i.id = c.instance_id, unnest(c.channels) AS ch
+		 WHERE c.tenant_id = $1 AND i.heartbeat_at > now() - make_interval(secs => $2) AND starts_with(ch, $3)
+		 GROUP BY ch`, tenantID, InstanceDead.Seconds(), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: count channel subscribers: %w", err)
+	}
+	counts := map[string]int{}
+	var (
+		ch string
+		n  int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ch, &n}, func() error { counts[ch] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("realtime: count channel subscribers: %w", err)
+	}
+	return counts, nil
+}
+
 // Count returns the number of live connections on this instance.
 func (g *Registry) Count() int {
 	g.mu.Lock()
@@ -168,12 +217,19 @@ func (g *Registry) Count() int {
 func (g *Registry) Renew(ctx context.Context, tenantID tenant.ID, subject, id string, allows func(string) bool, expires time.Time, kid string) error {
 	g.mu.Lock()
 	c, local := g.live[id]
+	var (
+		localChannels []string
+		localSubject  string
+	)
+	if local {
+		localChannels, localSubject = c.Channels, c.Subject
+	}
 	g.mu.Unlock()
 	if local {
-		if c.TenantID != tenantID || c.Subject != subject {
+		if c.TenantID != tenantID || localSubject != subject {
 			return ErrConnNotFound
 		}
-		for _, ch := range c.Channels {
+		for _, ch := range localChannels {
 			if !allows(ch) {
 				return ErrNotAllowed
 			}
@@ -305,6 +361,26 @@ func (g *Registry) flush(ctx context.Context) error {
 	g.mu.Lock()
 	added, removed := g.added, g.removed
 	g.added, g.removed = map[string]*Conn{}, map[string]bool{}
+	// Read the rows' fields under the lock: SetChannels and SetSubject
+	// change them on live connections.
+	var (
+		ids, subjects, transports, addrs, agents, kids []string
+		tenants                                        []int64
+		channels                                       []string // each as a text[] literal
+		connected, expires                             []time.Time
+	)
+	for _, c := range added {
+		ids = append(ids, c.ID)
+		tenants = append(tenants, int64(c.TenantID))
+		subjects = append(subjects, c.Subject)
+		channels = append(channels, textArray(c.Channels))
+		transports = append(transports, c.Transport)
+		addrs = append(addrs, c.RemoteAddr)
+		agents = append(agents, c.UserAgent)
+		connected = append(connected, c.ConnectedAt)
+		expires = append(expires, c.Expires())
+		kids = append(kids, c.Kid())
+	}
 	g.mu.Unlock()
 	if len(added) == 0 && len(removed) == 0 {
 		return nil
@@ -318,30 +394,12 @@ func (g *Registry) flush(ctx context.Context) error {
 		batch.Queue(`DELETE FROM connections WHERE id = ANY($1)`, ids)
 	}
 	if len(added) > 0 {
-		var (
-			ids, subjects, transports, addrs, agents, kids []string
-			tenants                                        []int64
-			channels                                       []string // each as a text[] literal
-			connected, expires                             []time.Time
-		)
-		for _, c := range added {
-			ids = append(ids, c.ID)
-			tenants = append(tenants, int64(c.TenantID))
-			subjects = append(subjects, c.Subject)
-			channels = append(channels, textArray(c.Channels))
-			transports = append(transports, c.Transport)
-			addrs = append(addrs, c.RemoteAddr)
-			agents = append(agents, c.UserAgent)
-			connected = append(connected, c.ConnectedAt)
-			expires = append(expires, c.Expires())
-			kids = append(kids, c.Kid())
-		}
 		batch.Queue(`
 			INSERT INTO connections (id, instance_id, tenant_id, subject, channels, transport, remote_addr, user_agent, connected_at, expires_at, kid)
 			SELECT u.id, $1, u.t, u.s, u.ch::text[], u.tr, u.a, u.ua, u.ca, u.ex, u.k
 			  FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[])
 			       AS u (id, t, s, ch, tr, a, ua, ca, ex, k)
-			ON CONFLICT (id) DO NOTHING`,
+			ON CONFLICT (id) DO UPDATE SET subject = EXCLUDED.subject, channels = EXCLUDED.channels`,
 			g.instanceID, ids, tenants, subjects, channels, transports, addrs, agents, connected, expires, kids)
 	}
 	if err := g.pool.SendBatch(ctx, batch).Close(); err != nil {
