@@ -77,6 +77,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey, active)
 			r.Get("/tenant", tenant.HandleGet(log, s.tenants))
+			r.Patch("/tenant/settings", tenant.HandlePatchSettings(log, s.quotas))
 
 			r.Post("/keys", auth.HandleCreateKey(log, s.keys))
 			r.Get("/keys", auth.HandleListKeys(log, s.keys))

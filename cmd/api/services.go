@@ -28,7 +28,7 @@ type services struct {
 	registry *realtime.Registry
 	sessions *admin.Sessions
 	tenants  *tenant.Store
-	quotas   *tenant.QuotaCache
+	quotas   *tenant.Cache // tenants' quotas and settings
 	status   *tenant.Status
 	limits   *realtime.Limits
 	shared   *limit.Shared // limits that hold across instances
@@ -42,7 +42,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	signing := auth.NewSigningKeys(pool, sealer)
 	store := realtime.NewStore(pool)
 	tenants := tenant.NewStore(pool)
-	quotas := tenant.NewQuotaCache(tenants)
+	quotas := tenant.NewCache(tenants)
 	status := tenant.NewStatus(tenants)
 	shared := limit.New(pool, realtime.InstanceDead)
 	return &services{

@@ -26,14 +26,14 @@ type Limits struct {
 	Stream         StreamConfig
 	MaxConnections int
 
-	quotas *tenant.QuotaCache
+	quotas *tenant.Cache
 	shared *limit.Shared // publish rates, across instances
 }
 
 // NewLimits returns the limits with these defaults, read per tenant through
 // quotas. Rates are enforced for the tenant as a whole, across instances,
 // through shared.
-func NewLimits(publish PublishConfig, stream StreamConfig, maxConnections int, quotas *tenant.QuotaCache, shared *limit.Shared) *Limits {
+func NewLimits(publish PublishConfig, stream StreamConfig, maxConnections int, quotas *tenant.Cache, shared *limit.Shared) *Limits {
 	return &Limits{Publish: publish, Stream: stream, MaxConnections: maxConnections, quotas: quotas, shared: shared}
 }
 
@@ -47,7 +47,7 @@ type effective struct {
 
 func (l *Limits) of(ctx context.Context, id tenant.ID) (effective, error) {
 	e := effective{publish: l.Publish, stream: l.Stream, maxConnections: l.MaxConnections}
-	q, err := l.quotas.Get(ctx, id)
+	q, err := l.quotas.Quotas(ctx, id)
 	if err != nil {
 		return e, err
 	}

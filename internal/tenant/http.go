@@ -24,6 +24,30 @@ func HandleGet(log *slog.Logger, store *Store) http.HandlerFunc {
 	}
 }
 
+// HandlePatchSettings serves PATCH /v1/tenant/settings: the fields the body
+// names change, the others stay, and the answer is every setting as it now
+// is. A field the server refuses is a 400 and changes nothing. This
+// instance applies the change at once, the others within CacheTTL.
+func HandlePatchSettings(log *slog.Logger, cache *Cache) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := web.Decode[SettingsPatch](w, r, web.DefaultBodyLimit)
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		s, err := cache.UpdateSettings(r.Context(), FromContext(r.Context()), p)
+		if e, ok := errors.AsType[*SettingError](err); ok {
+			web.Error(w, http.StatusBadRequest, e.Code(), e.Error())
+			return
+		}
+		if err != nil { // the key was just verified, so even ErrNotFound is a server fault
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		web.Encode(w, http.StatusOK, s)
+	}
+}
+
 func idParam(r *http.Request) (ID, bool) {
 	n, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	return ID(n), err == nil
@@ -52,8 +76,8 @@ func HandleGetQuotas(log *slog.Logger, store *Store) http.HandlerFunc {
 
 // HandlePutQuotas serves PUT /v1/operator/tenants/{id}/quotas: the tenant's
 // quotas, replaced whole; a field left out means the server's default. Every
-// instance applies them within QuotaCacheTTL.
-func HandlePutQuotas(log *slog.Logger, store *Store, cache *QuotaCache) http.HandlerFunc {
+// instance applies them within CacheTTL.
+func HandlePutQuotas(log *slog.Logger, store *Store, cache *Cache) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, ok := idParam(r)
 		if !ok {

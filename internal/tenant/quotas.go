@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Quotas are one tenant's limits, set by the operator. A nil field means the
@@ -67,19 +64,8 @@ func (q Quotas) Validate() error {
 
 // Quotas returns tenant id's quotas.
 func (s *Store) Quotas(ctx context.Context, id ID) (Quotas, error) {
-	var raw []byte
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(settings->'quotas', '{}') FROM tenants WHERE id = $1`, id).Scan(&raw)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Quotas{}, ErrNotFound
-	}
-	if err != nil {
-		return Quotas{}, fmt.Errorf("tenant: read quotas of %d: %w", id, err)
-	}
-	var q Quotas
-	if err := json.Unmarshal(raw, &q); err != nil {
-		return Quotas{}, fmt.Errorf("tenant: quotas of %d: %w", id, err)
-	}
-	return q, nil
+	q, _, err := s.config(ctx, id)
+	return q, err
 }
 
 // SetQuotas replaces tenant id's quotas.
@@ -96,56 +82,4 @@ func (s *Store) SetQuotas(ctx context.Context, id ID, q Quotas) error {
 		return ErrNotFound
 	}
 	return nil
-}
-
-// QuotaCache keeps each tenant's quotas for a few seconds, so enforcing them
-// costs no query per request; a change reaches every instance within TTL.
-type QuotaCache struct {
-	store *Store
-	ttl   time.Duration
-
-	mu      sync.Mutex
-	entries map[ID]cachedQuotas
-}
-
-type cachedQuotas struct {
-	q       Quotas
-	expires time.Time
-}
-
-// QuotaCacheTTL is how long a quota change may take to reach an instance.
-const QuotaCacheTTL = 5 * time.Second
-
-// NewQuotaCache returns a cache over store.
-func NewQuotaCache(store *Store) *QuotaCache {
-	return &QuotaCache{store: store, ttl: QuotaCacheTTL, entries: map[ID]cachedQuotas{}}
-}
-
-// Get returns tenant id's quotas, at most TTL old.
-func (c *QuotaCache) Get(ctx context.Context, id ID) (Quotas, error) {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.q, nil
-	}
-	q, err := c.store.Quotas(ctx, id)
-	if err != nil {
-		return Quotas{}, err
-	}
-	c.mu.Lock()
-	if len(c.entries) > 100_000 {
-		clear(c.entries)
-	}
-	c.entries[id] = cachedQuotas{q: q, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return q, nil
-}
-
-// Forget drops id from the cache, on the instance that changed its quotas.
-func (c *QuotaCache) Forget(id ID) {
-	c.mu.Lock()
-	delete(c.entries, id)
-	c.mu.Unlock()
 }

@@ -5,7 +5,6 @@ package tenant
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,10 +21,10 @@ var ErrNotFound = errors.New("tenant: not found")
 
 // Tenant is an account of the service.
 type Tenant struct {
-	ID        ID              `json:"id,string"`
-	Name      string          `json:"name"`
-	CreatedAt time.Time       `json:"createdAt"`
-	Settings  json.RawMessage `json:"settings"`
+	ID        ID        `json:"id,string"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	Settings  Settings  `json:"settings"` // the tenant's own; not the operator's quotas
 }
 
 // MaxNameLen is the longest tenant name, in characters.
