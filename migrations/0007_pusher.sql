@@ -31,3 +31,7 @@ CREATE TABLE presence_channels (
     version   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, channel)
 );
+
+-- Each instance takes a number at start: Pusher socket ids are
+-- <number>.<counter>, unique across the instances sharing this database.
+CREATE SEQUENCE pusher_socket_prefix;

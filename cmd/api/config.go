@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -37,6 +38,7 @@ type Config struct {
 	MaxConnectionsByTenant int
 	PublishRate            int // requests per second per API key
 	NotifyQueue            realtime.QueueWatch
+	Pusher                 pusher.Config // the Pusher-protocol WebSocket door
 }
 
 // loadConfig reads and checks the environment. It reports every problem at
@@ -168,6 +170,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	cfg.Publish.MaxBatch = number("MAX_BATCH", cfg.Publish.MaxBatch, 1)
 	cfg.MaxConnectionsByTenant = number("MAX_CONNECTIONS_PER_TENANT", 10000, 1)
 	cfg.PublishRate = number("PUBLISH_RATE", 5000, 1)
+	cfg.Pusher = pusher.DefaultConfig
+	cfg.Pusher.ActivityTimeout = duration("WS_ACTIVITY_TIMEOUT", cfg.Pusher.ActivityTimeout, time.Second)
+	cfg.Pusher.ClientEventRate = number("CLIENT_EVENT_RATE", cfg.Pusher.ClientEventRate, 1)
 
 	if len(problems) > 0 {
 		return Config{}, errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))

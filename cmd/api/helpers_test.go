@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 )
 
@@ -51,6 +52,7 @@ func testConfig() Config {
 		Publish:                realtime.DefaultPublishConfig,
 		MaxConnectionsByTenant: 10000,
 		PublishRate:            5000,
+		Pusher:                 pusher.DefaultConfig,
 	}
 }
 
@@ -99,7 +101,7 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 		c := pool.Config().ConnConfig
 		cfg.DatabaseURL = fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", c.User, c.Host, c.Port, c.Database)
 	}
-	svc, err := newServices(cfg, pool)
+	svc, err := newServices(cfg, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func connect(ctx context.Context, log *slog.Logger, url string) (*pgxpool.Pool, 
 }
 
 func serve(ctx context.Context, log *slog.Logger, cfg Config, pool *pgxpool.Pool) error {
-	s, err := newServices(cfg, pool)
+	s, err := newServices(cfg, pool, log)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 
-	svc, err := newServices(testConfig(), nil) // nothing connects at construction
+	svc, err := newServices(testConfig(), nil, slog.New(slog.DiscardHandler)) // nothing connects at construction
 	if err != nil {
 		t.Fatal(err)
 	}

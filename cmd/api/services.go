@@ -11,6 +11,8 @@ import (
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/limit"
+	"github.com/hybridrt/hybridrt/internal/presence"
+	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
@@ -32,9 +34,11 @@ type services struct {
 	status   *tenant.Status
 	limits   *realtime.Limits
 	shared   *limit.Shared // limits that hold across instances
+	presence *presence.Registry
+	pusher   *pusher.Door // the Pusher-protocol WebSocket door
 }
 
-func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
+func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, error) {
 	sealer, err := auth.NewSealer(cfg.SecretKey)
 	if err != nil {
 		return nil, err
@@ -45,7 +49,7 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 	quotas := tenant.NewCache(tenants)
 	status := tenant.NewStatus(tenants)
 	shared := limit.New(pool, realtime.InstanceDead)
-	return &services{
+	s := &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),
 		signing:  signing,
@@ -61,7 +65,16 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 		status:   status,
 		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas, shared),
 		shared:   shared,
-	}, nil
+	}
+	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
+	s.pusher = &pusher.Door{
+		Log: log, Hub: s.hub, Store: store, Registry: s.registry, Keys: s.verifier, Settings: quotas,
+		Presence: s.presence, Publisher: s.pub, Limits: s.limits, Pool: pool, Config: cfg.Pusher,
+	}
+	// The doors' notifications share the instance's one LISTEN connection.
+	s.hub.AlsoListen(s.presence.Notified())
+	s.hub.AlsoListen(s.pusher.Notified())
+	return s, nil
 }
 
 // start runs the background parts in g until ctx ends: the LISTEN loop, the
@@ -71,6 +84,9 @@ func newServices(cfg Config, pool *pgxpool.Pool) (*services, error) {
 // limits with the other instances.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
 	s.hub.ProbeEvery = cfg.Stream.Heartbeat
+	if err := s.pusher.Init(ctx); err != nil {
+		g.Go(func() error { return err }) // the migrations just ran: the database is there
+	}
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
 	g.Go(func() error { return s.pub.Run(ctx) })
 	g.Go(func() error { return s.registry.Run(ctx, log) })
@@ -80,4 +96,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return realtime.WatchNotifyQueue(ctx, s.pool, log, cfg.NotifyQueue) })
 	g.Go(func() error { return s.status.Run(ctx, log) })
 	g.Go(func() error { return s.shared.Run(ctx, log, s.registry.InstanceID()) })
+	g.Go(func() error { return s.presence.Run(ctx, log) })
 }

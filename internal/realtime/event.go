@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -41,6 +42,36 @@ type Event struct {
 
 	Envelope []byte // the JSON envelope, on one line
 	Frame    []byte // "id: …\nevent: …\ndata: <envelope>\n\n"
+
+	memo atomic.Pointer[[]memoEntry] // doors' own encodings, see Memo
+}
+
+type memoEntry struct{ key, val any }
+
+// Memo returns what make returned for e and key the first time it was
+// asked: a door that speaks another protocol (a WebSocket's frames) encodes
+// each event once for all its connections, as the SSE frame is. key is a
+// value of a type of the door's own.
+func (e *Event) Memo(key any, make func(*Event) any) any {
+	for {
+		cur := e.memo.Load()
+		if cur != nil {
+			for _, m := range *cur {
+				if m.key == key {
+					return m.val
+				}
+			}
+		}
+		v := make(e)
+		var next []memoEntry
+		if cur != nil {
+			next = append(next, *cur...)
+		}
+		next = append(next, memoEntry{key, v})
+		if e.memo.CompareAndSwap(cur, &next) {
+			return v
+		}
+	}
 }
 
 // Draft is an event not yet published: it has no id or time.

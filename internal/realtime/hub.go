@@ -100,6 +100,14 @@ func (h *Hub) WaitStreams(ctx context.Context) error {
 	}
 }
 
+// Hold counts a stream on a hijacked connection (another door's), which
+// WaitStreams waits for; call the function it returns when the stream ends.
+func (h *Hub) Hold() (release func()) {
+	h.streams.Add(1)
+	var once sync.Once
+	return func() { once.Do(h.streams.Done) }
+}
+
 // Listening reports whether the listener holds a live LISTEN connection.
 func (h *Hub) Listening() bool { return h.listening.Load() }
 

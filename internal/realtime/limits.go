@@ -69,6 +69,13 @@ func (l *Limits) of(ctx context.Context, id tenant.ID) (effective, error) {
 	return e, nil
 }
 
+// ConnectionsFor returns how many connections tenant id may hold, on all
+// instances together.
+func (l *Limits) ConnectionsFor(ctx context.Context, id tenant.ID) (int, error) {
+	e, err := l.of(ctx, id)
+	return e.maxConnections, err
+}
+
 // PublishConfigFor returns tenant id's publish limits.
 func (l *Limits) PublishConfigFor(ctx context.Context, id tenant.ID) (PublishConfig, error) {
 	e, err := l.of(ctx, id)
@@ -87,8 +94,15 @@ func (l *Limits) allowPublish(id tenant.ID, perSecond int) bool {
 // publishLimits returns the request's tenant's publish limits, or the
 // problem to answer: its publish rate used up (429), or a lookup failure.
 func (l *Limits) publishLimits(r *http.Request) (PublishConfig, error) {
-	id := tenant.FromContext(r.Context())
-	e, err := l.of(r.Context(), id)
+	return l.TakePublish(r.Context(), tenant.FromContext(r.Context()))
+}
+
+// TakePublish takes one publish request from tenant id's rate budget and
+// returns its publish limits, or the problem to answer (*web.Problem): the
+// rate used up (429), or a lookup failure (503). Every door that publishes
+// calls it once per request.
+func (l *Limits) TakePublish(ctx context.Context, id tenant.ID) (PublishConfig, error) {
+	e, err := l.of(ctx, id)
 	if err != nil {
 		return PublishConfig{}, web.Unavailable(err)
 	}

@@ -69,3 +69,16 @@ func observePublish(group []*publishRequest, events int, took time.Duration, err
 	}
 	eventsPublished.Add(float64(stored))
 }
+
+// ObserveDelivery records n events written to a subscriber of another door
+// (a WebSocket), and, for live ones, how old the newest of them was.
+func ObserveDelivery(transport string, n int, newest time.Time, live bool) {
+	eventsDelivered.WithLabelValues(transport).Add(float64(n))
+	if live {
+		deliveryLatency.Observe(time.Since(newest).Seconds())
+	}
+}
+
+// CountSlowConsumer records a subscriber of another door cut off because it
+// did not read in time.
+func CountSlowConsumer() { slowConsumers.Inc() }

@@ -1,0 +1,355 @@
+package pusher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/hybridrt/hybridrt/internal/presence"
+	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
+)
+
+// readBatch is how many events the writer reads at a time.
+const readBatch = 500
+
+// maxQueued bounds the frames a connection may have waiting besides events
+// (replies, member changes): a client that provokes more than this without
+// reading is cut off.
+const maxQueued = 1024
+
+// conn is one WebSocket connection. Two goroutines serve it: read handles
+// what the client sends, in order, and write sends everything the client
+// gets, so only write ever writes to the socket (gorilla/websocket allows
+// one writer) and frames leave in the order they were queued.
+type conn struct {
+	d        *Door
+	ws       *websocket.Conn
+	socketID string
+	tenantID tenant.ID
+	key      string
+	info     *realtime.Conn // this connection in the registry
+	sub      *realtime.Subscription
+	release  func()
+
+	ctx        context.Context // ends with the connection
+	cancel     context.CancelFunc
+	readerDone chan struct{}
+	lastRead   atomic.Int64           // unix nanoseconds of the last message read
+	user       atomic.Pointer[string] // signed in as (pusher:signin)
+
+	clientEvents *rate.Limiter
+	subscribes   *rate.Limiter
+
+	// Shared between read (and presence) and write, under mu.
+	mu       sync.Mutex
+	out      []outFrame
+	channels map[string]*subscription // subscribed, by name
+	changed  bool                     // channels changed since write last looked
+	closing  *closeFrame
+	kick     chan struct{} // capacity one: write has something to do
+
+	// write's own.
+	cursor int64            // the id up to which events were looked at
+	starts map[string]int64 // per channel: events up to this id predate the subscription
+}
+
+type outFrame struct {
+	b  []byte
+	pm *websocket.PreparedMessage
+}
+
+type closeFrame struct {
+	code   int
+	reason string
+}
+
+// subscription is one channel of a connection.
+type subscription struct {
+	cacheID  int64 // the cached event sent on subscribe, not to be sent again
+	watcher  *presence.Watcher
+	ready    bool // subscription_succeeded is queued: member changes may follow
+	pending  []presence.Change
+	presence bool
+}
+
+func (d *Door) newConn(r *http.Request, ws *websocket.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	ua := r.UserAgent()
+	if len(ua) > 300 {
+		ua = ua[:300]
+	}
+	socketID := strconv.FormatInt(d.prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
+	c := &conn{
+		d: d, ws: ws, socketID: socketID,
+		info: &realtime.Conn{
+			ID: socketID, Channels: []string{}, Transport: "websocket",
+			RemoteAddr: web.ClientAddrString(r), UserAgent: ua, ConnectedAt: time.Now().UTC(),
+		},
+		ctx: ctx, cancel: cancel, readerDone: make(chan struct{}),
+		clientEvents: rate.NewLimiter(rate.Limit(d.Config.ClientEventRate), d.Config.ClientEventRate),
+		subscribes:   rate.NewLimiter(rate.Limit(d.Config.SubscribeRate), d.Config.MaxChannels),
+		channels:     map[string]*subscription{},
+		kick:         make(chan struct{}, 1),
+		starts:       map[string]int64{},
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// refuse ends a connection that was not admitted.
+func (c *conn) refuse(code int, reason string) {
+	deadline := time.Now().Add(time.Second)
+	_ = c.ws.SetWriteDeadline(deadline)
+	_ = c.ws.WriteMessage(websocket.TextMessage, errorFrame(code, reason))
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	_ = c.ws.Close()
+	c.cancel()
+}
+
+// queue adds a frame for write to send.
+func (c *conn) queue(b []byte) { c.queueFrames(outFrame{b: b}) }
+
+func (c *conn) queueFrames(fs ...outFrame) {
+	c.mu.Lock()
+	if len(c.out)+len(fs) > maxQueued {
+		c.mu.Unlock()
+		c.closeWith(codeReconnect, "Too many messages waiting: the client does not read")
+		return
+	}
+	c.out = append(c.out, fs...)
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *conn) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// closeWith asks write to send pusher:error and a close frame with code and
+// reason, and end the connection. The first reason given wins.
+func (c *conn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	if c.closing == nil {
+		c.closing = &closeFrame{code, reason}
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+// take returns, and clears, what read and presence left for write.
+func (c *conn) take() (out []outFrame, channels map[string]int64, closing *closeFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, c.out = c.out, nil
+	if c.changed {
+		channels = make(map[string]int64, len(c.channels))
+		for name, s := range c.channels {
+			channels[name] = s.cacheID
+		}
+		c.changed = false
+	}
+	return out, channels, c.closing
+}
+
+// write sends the connection's frames and events until it ends, then
+// releases everything the connection held.
+func (c *conn) write() {
+	defer c.cleanup()
+	cfg := c.d.Config
+	ping := time.NewTicker(cfg.ActivityTimeout / 2)
+	defer ping.Stop()
+	keyCheck := time.NewTicker(cfg.KeyCheck)
+	defer keyCheck.Stop()
+	pinged := false
+	live := false
+	for {
+		out, channels, closing := c.take()
+		if channels != nil {
+			c.activate(channels)
+		}
+		if len(out) > 0 {
+			if c.send(out...) != nil {
+				return
+			}
+		}
+		if closing != nil {
+			c.sendClose(closing.code, closing.reason)
+			return
+		}
+
+		evs, scanned, err := c.sub.After(c.ctx, c.cursor, readBatch)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.sendClose(codeReconnect, "The service is unavailable; reconnect")
+			}
+			return
+		}
+		c.cursor = scanned
+		var frames []outFrame
+		for _, e := range evs {
+			if e.ID <= c.starts[e.Channel] || e.Origin == c.socketID {
+				continue
+			}
+			if _, ok := c.starts[e.Channel]; !ok {
+				continue
+			}
+			frames = append(frames, outFrame{pm: eventFrame(e)})
+		}
+		if len(frames) > 0 {
+			if c.send(frames...) != nil {
+				return
+			}
+			realtime.ObserveDelivery("websocket", len(frames), evs[len(evs)-1].Time, live)
+		}
+		if len(evs) == readBatch {
+			continue
+		}
+		live = true
+
+		select {
+		case <-c.kick:
+		case <-c.sub.Wake():
+		case <-c.readerDone:
+			c.sendClose(websocket.CloseNormalClosure, "")
+			return
+		case <-c.d.Hub.Done():
+			// Shutting down: pusher-js reconnects after a back-off, to
+			// another instance, with its subscriptions.
+			c.sendClose(codeOverCapacity, "Server shutting down; reconnect")
+			return
+		case <-c.info.TenantSuspended():
+			c.sendClose(codeAppDisabled, "This app is suspended by the operator of this service")
+			return
+		case <-keyCheck.C:
+			if ok, err := c.d.Keys.KeyActive(c.ctx, c.key); err == nil && !ok {
+				c.sendClose(codeUnauthorized, "The app key was revoked")
+				return
+			}
+		case <-ping.C:
+			idle := time.Since(time.Unix(0, c.lastRead.Load()))
+			switch {
+			case idle < cfg.ActivityTimeout:
+				pinged = false
+			case !pinged:
+				pinged = true
+				if c.send(outFrame{b: frame("pusher:ping", "", "{}")}) != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// activate takes the channels read subscribed to into the hub
+// subscription. A new channel's events count from the cursor on, or after
+// the cached event sent on subscribe.
+func (c *conn) activate(channels map[string]int64) {
+	starts := make(map[string]int64, len(channels))
+	names := make([]string, 0, len(channels))
+	for name, cacheID := range channels {
+		if start, ok := c.starts[name]; ok {
+			starts[name] = start
+		} else {
+			starts[name] = max(c.cursor, cacheID)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	c.starts = starts
+	c.sub.Set(names)
+}
+
+// send writes frames within the write timeout.
+func (c *conn) send(frames ...outFrame) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.d.Config.WriteTimeout))
+	for _, f := range frames {
+		var err error
+		if f.pm != nil {
+			err = c.ws.WritePreparedMessage(f.pm)
+		} else {
+			err = c.ws.WriteMessage(websocket.TextMessage, f.b)
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				realtime.CountSlowConsumer()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// sendClose sends pusher:error (for the protocol's own codes) and a close
+// frame, briefly: the client may be gone.
+func (c *conn) sendClose(code int, reason string) {
+	deadline := time.Now().Add(time.Second)
+	_ = c.ws.SetWriteDeadline(deadline)
+	if code >= 4000 {
+		_ = c.ws.WriteMessage(websocket.TextMessage, errorFrame(code, reason))
+	}
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	closes.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// cleanup ends the connection: the socket, then (once read has stopped and
+// can subscribe to nothing more) its presence, registry and hub entries.
+func (c *conn) cleanup() {
+	_ = c.ws.Close()
+	c.cancel()
+	<-c.readerDone
+	d := c.d
+	d.mu.Lock()
+	delete(d.conns, c)
+	d.mu.Unlock()
+
+	c.mu.Lock()
+	subs := c.channels
+	c.channels = map[string]*subscription{}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for name, s := range subs {
+		c.leave(ctx, name, s)
+	}
+	c.sub.Close()
+	d.Registry.Remove(c.info)
+	c.release()
+	d.Log.LogAttrs(ctx, slog.LevelInfo, "websocket closed",
+		slog.String("socket_id", c.socketID), slog.Int64("tenant_id", int64(c.tenantID)))
+}
+
+// leave undoes a subscription's presence.
+func (c *conn) leave(ctx context.Context, name string, s *subscription) {
+	if !s.presence {
+		return
+	}
+	if s.watcher != nil {
+		s.watcher.Stop()
+	}
+	if err := c.d.Presence.Leave(ctx, c.tenantID, name, c.socketID); err != nil {
+		// The row stays until the instance's rows are swept, or a restart.
+		c.d.Log.Warn("pusher: leaving a presence channel failed", "channel", name, "err", err)
+	}
+}
+
+// isTimeout reports a read that hit its deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

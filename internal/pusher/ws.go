@@ -1,0 +1,230 @@
+package pusher
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/presence"
+	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
+)
+
+// Config holds the WebSocket door's knobs.
+type Config struct {
+	// ActivityTimeout is sent to clients, which ping after that much
+	// silence; the server pings a client silent for as long, and drops it
+	// when PongTimeout more passes without a word.
+	ActivityTimeout time.Duration
+	PongTimeout     time.Duration
+	WriteTimeout    time.Duration // a client that does not take a write within this is cut off
+	KeyCheck        time.Duration // how often a connection checks that its key is still active
+	MaxMessage      int64         // the largest message a client may send
+	MaxEventData    int           // bytes of a client event's data (Pusher: 10 KB)
+	MaxChannels     int           // channels one connection may subscribe to
+	ClientEventRate int           // client events per second per connection (Pusher: 10)
+	SubscribeRate   int           // subscribe messages per second per connection, beyond a burst of MaxChannels
+}
+
+// DefaultConfig is Pusher's limits and timings.
+var DefaultConfig = Config{
+	ActivityTimeout: 120 * time.Second,
+	PongTimeout:     30 * time.Second,
+	WriteTimeout:    10 * time.Second,
+	KeyCheck:        15 * time.Second,
+	MaxMessage:      32 << 10,
+	MaxEventData:    10 << 10,
+	MaxChannels:     100,
+	ClientEventRate: 10,
+	SubscribeRate:   10,
+}
+
+// ControlChannel is the PostgreSQL channel on which instances ask each
+// other to close connections (a user's terminate_connections).
+const ControlChannel = "hybridrt_pusher"
+
+// Door serves the Pusher Channels protocol over WebSocket at /app/{key}.
+type Door struct {
+	Log       *slog.Logger
+	Hub       *realtime.Hub
+	Store     *realtime.Store
+	Registry  *realtime.Registry
+	Keys      *auth.Verifier
+	Settings  interface{ Settings(context.Context, tenant.ID) (tenant.Settings, error) }
+	Presence  *presence.Registry
+	Publisher *realtime.Publisher
+	Limits    *realtime.Limits
+	Pool      *pgxpool.Pool
+	Config    Config
+
+	prefix   int64        // this instance's socket id prefix, unique across instances
+	sockets  atomic.Int64 // the last socket number handed out
+	upgrader websocket.Upgrader
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+}
+
+// Init readies the door, with a socket id prefix of its own taken from the
+// database: socket ids are prefix.n, unique across the instances sharing it.
+func (d *Door) Init(ctx context.Context) error {
+	if err := d.Pool.QueryRow(ctx, `SELECT nextval('pusher_socket_prefix')`).Scan(&d.prefix); err != nil {
+		return fmt.Errorf("pusher: take a socket id prefix: %w", err)
+	}
+	d.sockets.Store(rand.Int64N(1 << 20))
+	d.conns = map[*conn]struct{}{}
+	d.upgrader = websocket.Upgrader{
+		// A small read buffer held for the connection's life, and write
+		// buffers from a pool: an idle connection holds neither much.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &sync.Pool{},
+		// pusher-js connects from any page: the app key is public, and
+		// private channels need the tenant backend's signature anyway.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			web.Error(w, status, "websocket_upgrade", reason.Error()+": connect with a WebSocket client such as pusher-js")
+		},
+	}
+	return nil
+}
+
+// ServeHTTP upgrades GET /app/{key} and serves the connection.
+func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := chi.URLParam(r, "key")
+	ws, err := d.upgrader.Upgrade(hijacker{w}, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	c := d.newConn(r, ws)
+	if code, reason := d.admit(r, c, key); code != 0 {
+		upgrades.WithLabelValues(strconv.Itoa(code)).Inc()
+		c.refuse(code, reason)
+		return
+	}
+	upgrades.WithLabelValues("ok").Inc()
+	c.release = d.Hub.Hold()
+	go c.read()
+	go c.write()
+}
+
+// hijacker lets gorilla/websocket take the connection through middleware
+// that wraps the ResponseWriter (and unwraps, as http.ResponseController needs).
+type hijacker struct{ http.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(h.ResponseWriter).Hijack()
+}
+
+// admit checks the connection's protocol version, key and tenant, and
+// registers it, or returns the close code and reason that refuse it.
+func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
+	ctx := r.Context()
+	switch v := r.URL.Query().Get("protocol"); {
+	case v == "":
+		return codeNoProtocol, "No protocol version supplied: connect with ?protocol=7"
+	case v != "5" && v != "6" && v != "7":
+		return codeBadProtocol, "Unsupported protocol version " + strconv.Quote(v) + ": this server speaks 7"
+	}
+	tenantID, _, err := d.Keys.KeySecret(ctx, key)
+	if errors.Is(err, auth.ErrNotFound) {
+		return codeAppNotFound, "App key " + strconv.Quote(clip(key)) + " not in this cluster: use a signing key id (sk_…) of your hybridrt tenant"
+	}
+	if err != nil {
+		return codeReconnect, "The service is unavailable; reconnect"
+	}
+	max, err := d.Limits.ConnectionsFor(ctx, tenantID)
+	if err != nil {
+		return codeReconnect, "The service is unavailable; reconnect"
+	}
+	c.tenantID, c.key = tenantID, key
+	c.info.TenantID = tenantID
+	c.info.Subject = ""
+	if err := d.Registry.Add(ctx, c.info, time.Now().Add(100*365*24*time.Hour), max); err != nil {
+		if errors.Is(err, realtime.ErrTooManyConnections) {
+			return codeOverQuota, "This app has reached its connection limit; retry later"
+		}
+		return codeReconnect, "The service is unavailable; reconnect"
+	}
+	pos, err := d.Store.Position(ctx, tenantID)
+	if err != nil {
+		d.Registry.Remove(c.info)
+		return codeReconnect, "The service is unavailable; reconnect"
+	}
+	select {
+	case <-c.info.TenantSuspended():
+		d.Registry.Remove(c.info)
+		return codeAppDisabled, "This app is suspended by the operator of this service"
+	default:
+	}
+	c.cursor = pos.Head
+	c.sub = d.Hub.Subscribe(tenantID, nil)
+	d.mu.Lock()
+	d.conns[c] = struct{}{}
+	d.mu.Unlock()
+	c.queue(jsonFrame("pusher:connection_established", "", map[string]any{
+		"socket_id":        c.socketID,
+		"activity_timeout": int(d.Config.ActivityTimeout.Seconds()),
+	}))
+	return 0, ""
+}
+
+// Notified is the door's share of the instance's LISTEN connection: asks
+// from other instances to close a user's connections.
+func (d *Door) Notified() realtime.Notified {
+	return realtime.Notified{
+		Channel: ControlChannel,
+		Handle: func(payload string) {
+			var m struct {
+				Tenant tenant.ID `json:"t"`
+				User   string    `json:"u"`
+			}
+			if json.Unmarshal([]byte(payload), &m) == nil {
+				d.terminateLocal(m.Tenant, m.User)
+			}
+		},
+	}
+}
+
+// Terminate closes every connection signed in as userID on every instance.
+func (d *Door) Terminate(ctx context.Context, tenantID tenant.ID, userID string) error {
+	payload, _ := json.Marshal(map[string]any{"t": tenantID, "u": userID})
+	if _, err := d.Pool.Exec(ctx, `SELECT pg_notify($1, $2)`, ControlChannel, string(payload)); err != nil {
+		return fmt.Errorf("pusher: terminate the connections of user %q: %w", userID, err)
+	}
+	return nil
+}
+
+// terminateLocal closes this instance's connections signed in as userID.
+func (d *Door) terminateLocal(tenantID tenant.ID, userID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for c := range d.conns {
+		if c.tenantID == tenantID && c.user.Load() != nil && *c.user.Load() == userID {
+			c.closeWith(codeUnauthorized, "Connection terminated by the app's server")
+		}
+	}
+}
+
+// clip shortens a client's value for an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
