@@ -61,12 +61,14 @@ const ControlChannel = "hybridrt_pusher"
 
 // Door serves the Pusher Channels protocol over WebSocket at /app/{key}.
 type Door struct {
-	Log       *slog.Logger
-	Hub       *realtime.Hub
-	Store     *realtime.Store
-	Registry  *realtime.Registry
-	Keys      *auth.Verifier
-	Settings  interface{ Settings(context.Context, tenant.ID) (tenant.Settings, error) }
+	Log      *slog.Logger
+	Hub      *realtime.Hub
+	Store    *realtime.Store
+	Registry *realtime.Registry
+	Keys     *auth.Verifier
+	Settings interface {
+		Settings(context.Context, tenant.ID) (tenant.Settings, error)
+	}
 	Presence  *presence.Registry
 	Publisher *realtime.Publisher
 	Limits    *realtime.Limits
