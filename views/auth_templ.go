@@ -193,7 +193,7 @@ func SignupDone(p Page, r SignupResult) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = secret(Created{Label: "Signing secret of key " + r.Kid, Value: r.SigningSecret, Note: "Sign subscriber JWTs (HS256) with this secret's bytes and kid " + r.Kid + " in the header, or let POST /v1/tokens do it."}, "secret-signing").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = secret(Created{Label: "Signing secret (Pusher secret) of key " + r.Kid, Value: r.SigningSecret, Note: "Sign subscriber JWTs (HS256) with this secret's bytes and kid " + r.Kid + " in the header, or let POST /v1/tokens do it. For Pusher clients and server libraries it is the secret of key " + r.Kid + "."}, "secret-signing").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

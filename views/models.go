@@ -7,7 +7,7 @@ package views
 // current, and who is logged in.
 type Page struct {
 	Title      string
-	Nav        string // "overview", "clients", "events", "keys", "signing-keys", "tokens", "operator"
+	Nav        string // "overview", "clients", "events", "keys", "signing-keys", "tokens", "pusher", "operator"
 	CSRF       string // the session's CSRF token; empty when logged out
 	TenantName string
 	Operator   bool
@@ -53,6 +53,16 @@ type ClientRow struct {
 	ID, User, Channels, Transport, Instance, Address, Agent, Since string
 }
 
+// transportBadge is the class of a client's transport badge: each transport
+// the service speaks has its own colour, and anything else a plain badge.
+func transportBadge(transport string) string {
+	switch transport {
+	case "sse", "polling", "websocket":
+		return "badge " + transport
+	}
+	return "badge"
+}
+
 // LogEntry is one event in the live log.
 type LogEntry struct {
 	ID, Time, Channel, Type, Data string
@@ -88,4 +98,14 @@ type TenantRow struct {
 type InstanceRow struct {
 	ID, Started, HeartbeatAge, Connections string
 	Stale                                  bool
+}
+
+// PusherInfo is the Pusher compatibility page: the credentials a Pusher app
+// needs and ready-to-paste snippets that use them.
+type PusherInfo struct {
+	AppID                  string // the tenant's id
+	Host, Port, Scheme     string // from PUBLIC_URL
+	PathIgnored            string // PUBLIC_URL's path, which Pusher clients do not use; "" when none
+	Keys                   []SigningKeyRow
+	JS, Laravel, Env, Node string // snippets
 }

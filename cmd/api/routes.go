@@ -100,7 +100,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	console := &admin.Console{
 		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Verifier: s.verifier, Tickets: s.tickets,
 		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
-		Limits: s.limits, Status: s.status, Signup: signup, PublicURL: cfg.PublicURL,
+		Limits: s.limits, Status: s.status, Tenants: s.quotas, Signup: signup, PublicURL: cfg.PublicURL,
 	}
 	r.Route("/console", func(r chi.Router) {
 		r.Use(admin.Headers, admin.CrossOrigin)
@@ -134,6 +134,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Post("/signing-keys/{kid}/revoke", console.HandleRevokeSigningKey)
 			r.Get("/tokens", console.HandleTokensPage)
 			r.Post("/tokens", console.HandleMintToken)
+			r.Get("/pusher", console.HandlePusher)
+			r.Post("/pusher/settings", console.HandlePusherSettings)
 		})
 	})
 

@@ -45,6 +45,7 @@ type Console struct {
 	Registry  *realtime.Registry
 	Limits    *realtime.Limits
 	Status    *tenant.Status // which tenants the operator suspended
+	Tenants   *tenant.Cache  // tenants' settings, read and changed through the instance's cache
 	Signup    auth.SignupPolicy
 	PublicURL string
 

@@ -316,8 +316,9 @@ func (c *Console) HandleCreateSigningKey(w http.ResponseWriter, r *http.Request)
 		c.fail(w, r, err)
 		return
 	}
-	c.signingPage(w, r, &views.Created{Label: "Signing secret of " + k.Kid, Value: secret,
-		Note: "Sign HS256 tokens with this secret's bytes and \"kid\": \"" + k.Kid + "\" in the header."}, "", false)
+	c.signingPage(w, r, &views.Created{Label: "Signing secret (Pusher secret) of " + k.Kid, Value: secret,
+		Note: "Sign HS256 tokens with this secret's bytes and \"kid\": \"" + k.Kid + "\" in the header. " +
+			"For Pusher clients and server libraries it is the secret of key " + k.Kid + " (see the Pusher page)."}, "", false)
 }
 
 // HandleRevokeSigningKey serves POST /console/signing-keys/{kid}/revoke.
