@@ -203,10 +203,8 @@ func (c *conn) write() {
 		c.cursor = scanned
 		var frames []outFrame
 		for _, e := range evs {
-			if e.ID <= c.starts[e.Channel] || e.Origin == c.socketID {
-				continue
-			}
-			if _, ok := c.starts[e.Channel]; !ok {
+			start, ok := c.starts[e.Channel]
+			if !ok || e.ID <= start || e.Origin == c.socketID {
 				continue
 			}
 			frames = append(frames, outFrame{pm: eventFrame(e)})
@@ -226,7 +224,13 @@ func (c *conn) write() {
 		case <-c.kick:
 		case <-c.sub.Wake():
 		case <-c.readerDone:
-			c.sendClose(websocket.CloseNormalClosure, "")
+			// The client left, or read ended it: send what read left last.
+			out, _, closing := c.take()
+			_ = c.send(out...)
+			if closing == nil {
+				closing = &closeFrame{websocket.CloseNormalClosure, ""}
+			}
+			c.sendClose(closing.code, closing.reason)
 			return
 		case <-c.d.Hub.Done():
 			// Shutting down: pusher-js reconnects after a back-off, to
