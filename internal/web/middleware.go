@@ -117,7 +117,9 @@ func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
 }
 
 // secretParams are query parameters whose values never reach a log.
-var secretParams = []string{"token", "ticket", "api_key", "apikey", "access_token", "key", "secret", "password"}
+// auth_signature is a Pusher API request's signature: a replayable credential
+// until its auth_timestamp is 600 s old.
+var secretParams = []string{"token", "ticket", "api_key", "apikey", "access_token", "key", "secret", "password", "auth_signature"}
 
 // RedactURL returns u's path and query with the values of secret parameters
 // replaced by REDACTED.

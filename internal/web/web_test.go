@@ -122,6 +122,7 @@ func TestRedactURL(t *testing.T) {
 		{"/sse?ticket=tk_secret&Token=x", "/sse?Token=REDACTED&ticket=REDACTED"},
 		{"/x?api_key=hrt_secret&access_token=abc", "/x?access_token=REDACTED&api_key=REDACTED"},
 		{"/x?token=a;b=%zz", "/x?REDACTED"},
+		{"/apps/1/events?auth_key=sk_a&auth_signature=0a1b&auth_timestamp=1", "/apps/1/events?auth_key=sk_a&auth_signature=REDACTED&auth_timestamp=1"},
 	}
 	for _, tt := range tests {
 		u, err := url.Parse(tt.in)
