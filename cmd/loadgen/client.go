@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -56,10 +57,17 @@ func newDialer(target *url.URL, sources int) (*dialer, error) {
 	return d, nil
 }
 
+// dialTCP opens a TCP connection to the server from the next source
+// address, whatever network and address it is asked for: the signature is
+// net/http's and gorilla/websocket's DialContext.
+func (d *dialer) dialTCP(ctx context.Context, _, _ string) (net.Conn, error) {
+	nd := d.sources[d.next.Add(1)%uint64(len(d.sources))]
+	return nd.DialContext(ctx, "tcp", d.addr)
+}
+
 // dial opens a connection (TLS for https) from the next source address.
 func (d *dialer) dial(ctx context.Context) (net.Conn, error) {
-	nd := d.sources[d.next.Add(1)%uint64(len(d.sources))]
-	c, err := nd.DialContext(ctx, "tcp", d.addr)
+	c, err := d.dialTCP(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +87,7 @@ func (d *dialer) httpClient(conns int) *http.Client {
 	return &http.Client{
 		Timeout: 60 * time.Second,
 		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				nd := d.sources[d.next.Add(1)%uint64(len(d.sources))]
-				return nd.DialContext(ctx, "tcp", d.addr)
-			},
+			DialContext:         d.dialTCP,
 			TLSClientConfig:     &tls.Config{ServerName: d.target.Hostname()},
 			MaxIdleConns:        conns + 4,
 			MaxIdleConnsPerHost: conns + 4,
@@ -128,25 +133,45 @@ func (a *api) call(ctx context.Context, method, path, bearer string, body, out a
 	return json.Unmarshal(data, out)
 }
 
+// signup is what the load generator needs of its tenant.
+type signup struct {
+	apiKey string
+	token  string // an SSE subscriber token for the channel
+	appKey string // the signing key's kid: the Pusher app key
+}
+
 // signUp creates a fresh tenant, so the run's event ids are its own and
-// start at 1, and mints one subscriber token for channel.
-func (a *api) signUp(ctx context.Context, operatorToken, channel string, ttl time.Duration) (apiKey, token string, err error) {
+// start at 1, and mints one subscriber token for channel. With pusher set,
+// it also makes channel public, so Pusher clients may subscribe to it
+// without an auth signature.
+func (a *api) signUp(ctx context.Context, operatorToken, channel string, ttl time.Duration, pusher bool) (signup, error) {
 	var tenant struct {
-		Tenant struct {
-			ID string `json:"id"`
-		} `json:"tenant"`
-		APIKey string `json:"apiKey"`
+		APIKey     string `json:"apiKey"`
+		SigningKey struct {
+			Kid string `json:"kid"`
+		} `json:"signingKey"`
 	}
 	name := "loadgen " + time.Now().UTC().Format(time.RFC3339)
 	if err := a.call(ctx, http.MethodPost, "/v1/tenants", operatorToken, map[string]string{"name": name}, &tenant); err != nil {
-		return "", "", fmt.Errorf("sign up: %w", err)
+		return signup{}, fmt.Errorf("sign up: %w", err)
 	}
+	su := signup{apiKey: tenant.APIKey, appKey: tenant.SigningKey.Kid}
 	var tok struct {
 		Token string `json:"token"`
 	}
 	req := map[string]any{"sub": "loadgen", "channels": []string{channel}, "ttl": int64(ttl / time.Second)}
-	if err := a.call(ctx, http.MethodPost, "/v1/tokens", tenant.APIKey, req, &tok); err != nil {
-		return "", "", fmt.Errorf("mint token: %w", err)
+	if err := a.call(ctx, http.MethodPost, "/v1/tokens", su.apiKey, req, &tok); err != nil {
+		return signup{}, fmt.Errorf("mint token: %w", err)
 	}
-	return tenant.APIKey, tok.Token, nil
+	su.token = tok.Token
+	if pusher {
+		if su.appKey == "" {
+			return signup{}, errors.New("sign up: no signingKey.kid in the answer, which Pusher clients use as the app key")
+		}
+		settings := map[string]any{"publicChannels": []string{channel}}
+		if err := a.call(ctx, http.MethodPatch, "/v1/tenant/settings", su.apiKey, settings, &struct{}{}); err != nil {
+			return signup{}, fmt.Errorf("make %q a public channel: %w", channel, err)
+		}
+	}
+	return su, nil
 }

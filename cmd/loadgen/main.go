@@ -1,5 +1,7 @@
 // Command loadgen measures a hybridrt server: it signs up a tenant of its
-// own, opens SSE subscribers on one channel, publishes timestamped events
+// own, opens subscribers on one channel (SSE, or with -transport pusher
+// WebSocket connections speaking the Pusher Channels protocol to the
+// server's /app/{key} door), publishes timestamped events
 // with concurrent publishers, and checks that every subscriber received
 // every acknowledged event exactly once and in order, with the delivery
 // latency. With -pid it also checks that the server's goroutines return to
@@ -13,6 +15,7 @@
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s
 //	go run ./cmd/loadgen -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $(pgrep -n api) -idle-sample
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s -pid $API_PID -raw-db $DATABASE_URL
+//	go run ./cmd/loadgen -transport pusher -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $API_PID -idle-sample
 //
 // See docs/benchmarks.md for how the project's figures were taken.
 package main
@@ -39,6 +42,7 @@ import (
 
 type options struct {
 	url           string
+	transport     string
 	subscribers   int
 	channel       string
 	publishers    int
@@ -59,7 +63,8 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the server's base URL")
-	flag.IntVar(&o.subscribers, "subscribers", 100, "SSE connections to open")
+	flag.StringVar(&o.transport, "transport", "sse", "how subscribers connect: sse, or pusher (WebSocket, Pusher Channels protocol 7, on a channel the run makes public)")
+	flag.IntVar(&o.subscribers, "subscribers", 100, "subscriber connections to open")
 	flag.StringVar(&o.channel, "channel", "load", "the channel to publish and subscribe to")
 	flag.IntVar(&o.publishers, "publishers", 16, "concurrent publishers, each with one request in flight")
 	flag.Float64Var(&o.rate, "rate", 0, "target events per second in total; 0 publishes as fast as possible")
@@ -75,7 +80,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file, to check what it costs")
 	flag.StringVar(&o.rawDB, "raw-db", "", "after the run, measure PostgreSQL's own rate of BEGIN; INSERT; SELECT pg_notify; COMMIT transactions in the database at this `DATABASE_URL`, with -publishers clients for -duration, in a scratch table "+rawTable+" that is dropped afterwards; the report compares the publish rate with it")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags]\n\nLoad-tests a hybridrt server over HTTP and SSE; see docs/benchmarks.md.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags]\n\nLoad-tests a hybridrt server over HTTP and SSE or WebSocket; see docs/benchmarks.md.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -83,6 +88,8 @@ func main() {
 		fail("unexpected argument %q; every setting is a flag (-h lists them)", flag.Arg(0))
 	}
 	switch {
+	case o.transport != "sse" && o.transport != "pusher":
+		fail("-transport %q: sse or pusher", o.transport)
 	case o.subscribers < 0:
 		fail("-subscribers must be 0 or more")
 	case o.publishers < 1:
@@ -144,6 +151,9 @@ func (r report) line(name, format string, args ...any) {
 func run(o options, out io.Writer) (ok bool, err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.transport == "" {
+		o.transport = "sse"
+	}
 
 	nofile, err := raiseNoFile()
 	if err != nil {
@@ -175,7 +185,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	ttl := max(time.Hour, 2*(o.duration+o.settle+o.idleWait)+time.Duration(o.subscribers)*10*time.Millisecond)
 	ttl = min(ttl, 24*time.Hour)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	apiKey, token, err := a.signUp(sctx, o.operatorToken, o.channel, ttl)
+	su, err := a.signUp(sctx, o.operatorToken, o.channel, ttl, o.transport == "pusher")
 	cancel()
 	if err != nil {
 		return false, err
@@ -201,10 +211,13 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	scfg := &streamConfig{
 		dialer:  d,
 		path:    "/api/realtime/sse?channels=" + url.QueryEscape(o.channel),
-		token:   token,
+		token:   su.token,
 		latency: latency,
 		stored:  stored,
 		bufSize: 32 << 10,
+	}
+	if o.transport == "pusher" {
+		scfg.path, scfg.pusher = pusherPath(su.appKey), o.channel
 	}
 	if o.subscribers > 1000 {
 		scfg.bufSize = 4 << 10 // memory: two buffers per subscriber
@@ -294,7 +307,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	pcfg := &publishConfig{
 		client:   a.client,
 		url:      a.base + "/v1/events",
-		apiKey:   apiKey,
+		apiKey:   su.apiKey,
 		channel:  o.channel,
 		batch:    o.batch,
 		interval: interval,
@@ -432,6 +445,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	r := report{out}
 	r.line("date", "%s", time.Now().UTC().Format(time.RFC3339))
 	r.line("url", "%s", o.url)
+	r.line("transport", "%s", o.transport)
 	r.line("subscribers", "%d", connected)
 	r.line("subscribers requested", "%d", o.subscribers)
 	r.line("subscribers failed to connect", "%d", o.subscribers-connected)
@@ -497,10 +511,13 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	// From the envelope's time, taken by the server as it stored the event:
 	// the fan-out alone, without the publish request's own queueing and
 	// commit. Millisecond resolution, so up to 1 ms high; measured on one
-	// event in storedSample (ids that are multiples of it).
-	r.line("latency from stored p50 ms", "%s", ms(stored.quantile(0.50)))
-	r.line("latency from stored p99 ms", "%s", ms(stored.quantile(0.99)))
-	r.line("latency from stored max ms", "%s", ms(time.Duration(stored.max.Load())))
+	// event in storedSample (ids that are multiples of it). A Pusher frame
+	// carries no such time.
+	if o.transport == "sse" {
+		r.line("latency from stored p50 ms", "%s", ms(stored.quantile(0.50)))
+		r.line("latency from stored p99 ms", "%s", ms(stored.quantile(0.99)))
+		r.line("latency from stored max ms", "%s", ms(time.Duration(stored.max.Load())))
+	}
 	if o.pid != 0 {
 		r.line("server pid", "%d", o.pid)
 		r.line("server rss before subscribers KiB", "%d", rssBefore)

@@ -13,14 +13,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // fakeServer speaks just enough of hybridrt's API for run: sign-up, tokens,
-// publish and SSE. It can drop or repeat one event for its first subscriber.
+// settings, publish, SSE and the Pusher door. It can drop or repeat one
+// event for its first subscriber.
 type fakeServer struct {
 	mu        sync.Mutex
 	next      int64
-	subs      []chan []byte
+	subs      []fakeSub
 	drop, dup int64 // event ids to drop or send twice to subscriber 0
 	// goroutines answers /metrics' go_goroutines, given how many times
 	// /metrics was read before; nil serves no /metrics.
@@ -38,8 +41,12 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"token":"t"}`)
 	case "/v1/events":
 		f.publish(w, r)
+	case "/v1/tenant/settings":
+		fmt.Fprint(w, `{"publicChannels":["load"]}`)
 	case "/api/realtime/sse":
 		f.stream(w, r)
+	case "/app/sk":
+		f.pusher(w, r)
 	case "/metrics":
 		f.mu.Lock()
 		get := f.goroutines
@@ -81,10 +88,16 @@ func (f *fakeServer) publish(w http.ResponseWriter, r *http.Request) {
 		f.next++
 		id := strconv.FormatInt(f.next, 10)
 		ids = append(ids, id)
-		frame := []byte("id: " + id + "\nevent: " + e.Type + "\ndata: {\"id\":\"" + id + "\",\"channel\":\"" + e.Channel +
+		sse := []byte("id: " + id + "\nevent: " + e.Type + "\ndata: {\"id\":\"" + id + "\",\"channel\":\"" + e.Channel +
 			"\",\"type\":\"" + e.Type + "\",\"data\":" + string(e.Data) + ",\"time\":\"" +
 			time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00") + "\"}\n\n")
-		for i, c := range f.subs {
+		data, _ := json.Marshal(string(e.Data))
+		ws := []byte(`{"event":"` + e.Type + `","channel":"` + e.Channel + `","data":` + string(data) + `,"id":"` + id + `"}`)
+		for i, sub := range f.subs {
+			frame, c := sse, sub.c
+			if sub.pusher {
+				frame = ws
+			}
 			switch {
 			case i == 0 && f.next == f.drop:
 			case i == 0 && f.next == f.dup:
@@ -99,10 +112,16 @@ func (f *fakeServer) publish(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string][]string{"ids": ids})
 }
 
+// fakeSub is a subscriber's queue of frames.
+type fakeSub struct {
+	c      chan []byte
+	pusher bool // Pusher messages rather than SSE frames
+}
+
 func (f *fakeServer) stream(w http.ResponseWriter, r *http.Request) {
 	c := make(chan []byte, 100000)
 	f.mu.Lock()
-	f.subs = append(f.subs, c)
+	f.subs = append(f.subs, fakeSub{c: c})
 	cursor := f.next
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -119,23 +138,77 @@ func (f *fakeServer) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pusher serves the Pusher door: connection_established, a subscription
+// to any channel, then the queued messages.
+func (f *fakeServer) pusher(w http.ResponseWriter, r *http.Request) {
+	ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.1\",\"activity_timeout\":120}"}`))
+	var sub struct {
+		Event string `json:"event"`
+		Data  struct {
+			Channel string `json:"channel"`
+		} `json:"data"`
+	}
+	if err := ws.ReadJSON(&sub); err != nil || sub.Event != "pusher:subscribe" {
+		return
+	}
+	// A ping first: the subscriber must answer it and carry on.
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:ping","data":"{}"}`))
+	var pong struct{ Event string }
+	if err := ws.ReadJSON(&pong); err != nil || pong.Event != "pusher:pong" {
+		return
+	}
+	c := make(chan []byte, 100000)
+	f.mu.Lock()
+	f.subs = append(f.subs, fakeSub{c: c, pusher: true})
+	f.mu.Unlock()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher_internal:subscription_succeeded","channel":"`+sub.Data.Channel+`","data":"{}"}`))
+	gone := make(chan struct{})
+	go func() { // reads until the subscriber closes, for the close to be noticed
+		defer close(gone)
+		for {
+			if _, _, err := ws.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case b := <-c:
+			if ws.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		case <-gone:
+			return
+		}
+	}
+}
+
 func TestRun(t *testing.T) {
 	for _, c := range []struct {
 		name      string
+		transport string
 		drop, dup int64
 		ok        bool
 		want      string
 	}{
-		{"clean", 0, 0, true, "missing: 0\n"},
-		{"lost", 3, 0, false, "missing: 1\n"},
-		{"duplicated", 0, 4, false, "duplicates: 1\n"},
+		{"clean", "sse", 0, 0, true, "missing: 0\n"},
+		{"lost", "sse", 3, 0, false, "missing: 1\n"},
+		{"duplicated", "sse", 0, 4, false, "duplicates: 1\n"},
+		{"pusher clean", "pusher", 0, 0, true, "missing: 0\n"},
+		{"pusher lost", "pusher", 3, 0, false, "missing: 1\n"},
+		{"pusher duplicated", "pusher", 0, 4, false, "duplicates: 1\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fakeServer{drop: c.drop, dup: c.dup}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
 			o := options{
-				url: srv.URL, subscribers: 3, channel: "load", publishers: 2, rate: 40, batch: 2,
+				url: srv.URL, transport: c.transport, subscribers: 3, channel: "load", publishers: 2, rate: 40, batch: 2,
 				duration: 500 * time.Millisecond, settle: time.Second, sources: 1, openParallel: 2,
 			}
 			var out bytes.Buffer
@@ -147,8 +220,12 @@ func TestRun(t *testing.T) {
 			if ok != c.ok || !strings.Contains(report, c.want) {
 				t.Fatalf("ok = %v, want %v and %q in:\n%s", ok, c.ok, c.want, report)
 			}
-			if !strings.Contains(report, "events acknowledged: 20\n") || !strings.Contains(report, "subscribers: 3\n") {
-				t.Errorf("want 20 events acknowledged and 3 subscribers:\n%s", report)
+			if !strings.Contains(report, "events acknowledged: 20\n") || !strings.Contains(report, "subscribers: 3\n") ||
+				!strings.Contains(report, "transport: "+c.transport+"\n") {
+				t.Errorf("want 20 events acknowledged, 3 subscribers and transport %s:\n%s", c.transport, report)
+			}
+			if !strings.Contains(report, "latency samples: 60\n") && c.ok {
+				t.Errorf("want a latency sample for each of the 60 deliveries:\n%s", report)
 			}
 		})
 	}

@@ -18,14 +18,15 @@ import (
 // streamConfig is what every subscriber shares.
 type streamConfig struct {
 	dialer  *dialer
-	path    string // /api/realtime/sse?channels=…
+	path    string // /api/realtime/sse?channels=…, or /app/{key}?protocol=7… for pusher
+	pusher  string // the channel to subscribe to over the Pusher protocol; "" for SSE
 	token   string
 	latency *histogram // receive time − send time carried in the data
 	stored  *histogram // receive time − the envelope's "time" (when the server stored the event, ms)
 	bufSize int        // read buffer size: larger buffers mean fewer reads, but cost memory per subscriber
 }
 
-// subscriber is one SSE connection and what it received. Only its own
+// subscriber is one SSE or WebSocket connection and what it received. Only its own
 // goroutine touches ids and the counters without atomics; main reads them
 // after that goroutine has returned.
 type subscriber struct {
@@ -107,8 +108,16 @@ func (s *subscriber) run(ctx context.Context, ready func(error)) {
 	}
 }
 
-// stream makes one SSE connection and reads it until it ends.
+// stream makes one connection and reads it until it ends.
 func (s *subscriber) stream(ctx context.Context, onReady func()) error {
+	if s.cfg.pusher != "" {
+		return s.pusherStream(ctx, onReady)
+	}
+	return s.sseStream(ctx, onReady)
+}
+
+// sseStream makes one SSE connection and reads it until it ends.
+func (s *subscriber) sseStream(ctx context.Context, onReady func()) error {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	conn, err := s.cfg.dialer.dial(dctx)
 	cancel()
@@ -209,12 +218,18 @@ var (
 	envTime  = []byte(`"time":"`)
 )
 
-// dispatch handles one complete event.
-func (s *subscriber) dispatch(onReady func()) {
-	// Every event of one read arrived at once: time the read, not each event.
+// arrival returns when the data being parsed arrived: every event of one read
+// arrived at once, so the read is timed, not each event.
+func (s *subscriber) arrival() time.Time {
 	if s.stale {
 		s.now, s.stale = time.Now(), false
 	}
+	return s.now
+}
+
+// dispatch handles one complete event.
+func (s *subscriber) dispatch(onReady func()) {
+	s.arrival()
 	typ, data := s.evType, s.data
 	s.evType, s.data = s.evType[:0], s.data[:0]
 	if len(data) == 0 {
@@ -238,17 +253,21 @@ func (s *subscriber) dispatch(onReady func()) {
 		s.tokenExpired++
 		return
 	}
-	id, ok := parseDigits(s.id)
-	if !ok {
-		return
+	if id, ok := parseDigits(s.id); ok {
+		s.deliver(id, data, dataTime)
 	}
+}
+
+// deliver counts event id, whose send time follows timeKey in msg, and
+// checks it is new and in order.
+func (s *subscriber) deliver(id int64, msg, timeKey []byte) {
 	if !s.ids.add(id) {
 		s.dups++
 		return
 	}
 	// Latency of the first delivery only.
-	if i := bytes.Index(data, dataTime); i >= 0 {
-		rest := data[i+len(dataTime):]
+	if i := bytes.Index(msg, timeKey); i >= 0 {
+		rest := msg[i+len(timeKey):]
 		j := 0
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
@@ -265,8 +284,8 @@ func (s *subscriber) dispatch(onReady func()) {
 	// for every event cost a quarter of the load generator's CPU, taken from
 	// the server it shares the machine with.
 	if id%storedSample == 0 {
-		if i := bytes.LastIndex(data, envTime); i >= 0 {
-			if t, ok := parseTimeMillis(data[i+len(envTime):]); ok {
+		if i := bytes.LastIndex(msg, envTime); i >= 0 {
+			if t, ok := parseTimeMillis(msg[i+len(envTime):]); ok {
 				s.cfg.stored.observe(time.Duration(s.now.UnixNano() - t))
 			}
 		}
