@@ -34,6 +34,15 @@ fi
 echo "== JavaScript SDK: build check and unit tests"
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm test)
 
+# The real Pusher clients the Pusher door's tests drive (pusherjs_helpers_test.go):
+# installed when missing or older than their lock file; the Go library's module too.
+pusher=cmd/api/testdata/pusher
+if [ "$pusher/package-lock.json" -nt "$pusher/node_modules/.package-lock.json" ]; then
+	echo "== installing the Pusher clients in $pusher"
+	(cd "$pusher" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$pusher/goserver" && go mod download)
+
 echo "== go test -race ./..."
 go test -race -count=1 "$@" ./...
 

@@ -2,7 +2,9 @@
 // stdin, reporting JSON lines on stdout. Configuration: see common.mjs. It
 // connects at start. Commands:
 //   {"op":"subscribe","channel":"presence-room","user":{"user_id":"1","user_info":{}}}
-//       optional auth overrides: "auth", "channelData", "key", "secret", "socketId"
+//       optional auth overrides: "auth", "channelData", "key", "secret", "socketId";
+//       "raw": true sends the pusher:subscribe frame itself, bypassing pusher-js
+//       (which throws on channel_data that is not JSON)
 //   {"op":"unsubscribe","channel":"…"}
 //   {"op":"trigger","channel":"private-x","event":"client-x","data":{}}   (channel.trigger)
 //   {"op":"send","event":"…","data":…,"channel":"…"}   (any frame, unchecked by pusher-js)
@@ -11,7 +13,8 @@
 // Reports: ready; state {state, previous, socketId}; subscribed {channel,
 // members?, me?, count?}; subscription_error {channel, type, status, error};
 // event {channel?, event, data, id?, userId?}; error {error, channel?};
-// closed {code, reason}; done/fail per command; sent/frame with FRAMES=1.
+// closed {code, reason}; done/fail per command; exception {error} (thrown
+// inside pusher-js); sent/frame with FRAMES=1.
 import { env, out, serve, authorize, authenticateUser, answer, Pusher, pusherOptions, reportConnection, eventLine, frame } from './common.mjs';
 
 const subscriptions = new Map(); // channel name → its subscribe command, for the authorizer
@@ -62,6 +65,14 @@ function watch(channel) {
 
 serve({
   subscribe(cmd) {
+    if (cmd.raw) {
+      // pusher:subscribe sent as is, past pusher-js's checks and without a
+      // channel object: the answer shows as frames (FRAMES=1) and as
+      // event/error lines for pusher:subscription_error and pusher:error.
+      const auth = cmd.channel.startsWith('private-') || cmd.channel.startsWith('presence-');
+      const data = auth ? authorize(pusher.connection.socket_id, cmd.channel, cmd) : {};
+      return pusher.send_event('pusher:subscribe', { ...data, channel: cmd.channel });
+    }
     subscriptions.set(cmd.channel, cmd);
     watch(pusher.subscribe(cmd.channel));
   },

@@ -136,7 +136,7 @@ export function reportConnection(pusher) {
     if (err?.type === 'PusherError') {
       out({ kind: 'error', error: err.data, channel: frame?.event === 'pusher:error' ? frame.channel : undefined });
     } else {
-      out({ kind: 'error', error: { type: err?.type, message: String(err?.error?.message ?? err?.error ?? err) } });
+      out({ kind: 'error', error: { type: err?.type, message: err?.error?.message } });
     }
   });
 }
@@ -171,5 +171,9 @@ export function serve(handlers) {
     }
   });
   rl.on('close', () => process.exit(0));
+  // pusher-js throws on some bad input (channel_data that is not JSON):
+  // report it and go on, as a page would.
+  process.on('uncaughtException', (e) => out({ kind: 'exception', error: String(e?.message ?? e) }));
+  process.on('unhandledRejection', (e) => out({ kind: 'exception', error: String(e?.message ?? e) }));
   out({ kind: 'ready' });
 }
