@@ -14,7 +14,7 @@ CREATE TABLE presence_members (
     conn_id     text        NOT NULL,
     instance_id text        NOT NULL,
     user_id     text        NOT NULL,
-    user_info   jsonb,
+    user_info   json,
     joined_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, channel, conn_id)
 );

@@ -23,6 +23,14 @@ package main
 //   - O6 no secrets in logs: every API key, signing secret, token, ticket and
 //     console session cookie that a response handed to the helpers is looked
 //     for in the test's instance logs when the test ends.
+//
+// The Pusher doors follow the same oracles: on the Pusher HTTP API (/apps/…)
+// O5 asks for Pusher's own error shape, one line of text/plain, instead of
+// problem+json; every WebSocket client of the tests (wsClient, and the real
+// pusher-js clients) checks each event it receives against the ledger (O2:
+// its own tenant's event, on a channel it subscribed to); signing secrets
+// and Pusher auth signatures are looked for in the logs (O6); and the
+// connections gauge and goroutines of serial tests include the WebSockets (O4).
 
 import (
 	"bufio"
@@ -216,6 +224,17 @@ func (o *oracleSet) checkResponse(what string, res response) {
 		if strings.Contains(string(res.body), s) {
 			o.t.Errorf("O5 internal error text: %s = %d shows %q to the client: %.300s", what, res.status, s, res.body)
 		}
+	}
+	if strings.Contains(what, " /apps/") {
+		// The Pusher HTTP API answers as Pusher does: one line of plain
+		// text that says what is wrong, which its libraries show as it is.
+		if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+			o.t.Errorf("O5 Pusher API error: %s = %d with Content-Type %q, want text/plain: %.300s", what, res.status, ct, res.body)
+		}
+		if msg := strings.TrimSpace(string(res.body)); len(msg) < 10 || strings.Contains(msg, "\n\n") {
+			o.t.Errorf("O5 Pusher API error: %s = %d says %q, want a message telling the client what to do", what, res.status, msg)
+		}
+		return
 	}
 	if ct := res.header.Get("Content-Type"); ct != "application/problem+json" {
 		o.t.Errorf("O5 not a problem: %s = %d with Content-Type %q, want application/problem+json: %.300s", what, res.status, ct, res.body)

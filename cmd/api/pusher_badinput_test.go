@@ -49,7 +49,7 @@ func TestPusherBadUpgrades(t *testing.T) {
 		{"protocol 4", acme.SigningKey.Kid, "protocol=4", 4007},
 		{"protocol junk", acme.SigningKey.Kid, "protocol=7x", 4007},
 	} {
-		ws, _, err := dialPusher(t, in, c.key, c.query)
+		ws, _, err := dialPusher(t, in.url, c.key, c.query)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
@@ -104,7 +104,7 @@ func TestPusherBadFrames(t *testing.T) {
 			return nil // never closed: the message never ends
 		}, websocket.CloseMessageTooBig},
 	} {
-		ws := connectPusher(t, in, acme.SigningKey.Kid)
+		ws := connectPusher(t, in.url, acme.SigningKey.Kid)
 		if err := c.send(ws.ws); err != nil {
 			t.Errorf("%s: send: %v", c.name, err)
 			continue
@@ -152,8 +152,8 @@ func TestPusherBadSubscriptions(t *testing.T) {
 	enableClientEvents(t, in, acme, "news", "scores-*")
 	key, secret := acme.SigningKey.Kid, acme.SigningKey.Secret
 
-	c := connectPusher(t, in, key)
-	other2 := connectPusher(t, in, key) // another socket, whose id a replayed auth names
+	c := connectPusher(t, in.url, key)
+	other2 := connectPusher(t, in.url, key) // another socket, whose id a replayed auth names
 	for _, sub := range []struct {
 		name   string
 		data   map[string]string
@@ -197,7 +197,7 @@ func TestPusherBadSubscriptions(t *testing.T) {
 
 	// A flood: 1,000 subscribes in a burst. The connection answers each,
 	// refuses past the channel limit and the rate, and stays up.
-	flood := connectPusher(t, in, key)
+	flood := connectPusher(t, in.url, key)
 	for i := range 1000 {
 		flood.send("pusher:subscribe", map[string]string{"channel": fmt.Sprintf("scores-%d", i)})
 	}
@@ -237,7 +237,7 @@ func TestPusherBadClientEvents(t *testing.T) {
 	if res := in.do("PATCH", "/v1/tenant/settings", acme.APIKey, `{"publicChannels":["news"]}`); res.status != 200 {
 		t.Fatal(res.status)
 	}
-	sender, receiver := connectPusher(t, in, key), connectPusher(t, in, key)
+	sender, receiver := connectPusher(t, in.url, key), connectPusher(t, in.url, key)
 	for _, c := range []*wsClient{sender, receiver} {
 		c.subscribePrivate(key, secret, "private-chat", "")
 		c.next("pusher_internal:subscription_succeeded")
@@ -326,13 +326,13 @@ func TestPusherPresenceLimits(t *testing.T) {
 		m := <-c.msgs
 		return m
 	}
-	watcher := connectPusher(t, in, key)
+	watcher := connectPusher(t, in.url, key)
 	if m := join(watcher, "watcher"); m.Event != "pusher_internal:subscription_succeeded" {
 		t.Fatalf("watcher: %s %s", m.Event, m.Data)
 	}
 	// One user on 50 sockets: one member_added, one member.
 	for range 50 {
-		c := connectPusher(t, in, key)
+		c := connectPusher(t, in.url, key)
 		if m := join(c, "same"); m.Event != "pusher_internal:subscription_succeeded" {
 			t.Fatalf("same user: %s %s", m.Event, m.Data)
 		}
@@ -348,17 +348,17 @@ func TestPusherPresenceLimits(t *testing.T) {
 	}
 	// 98 more users fill the channel to 100; the 101st is refused.
 	for i := range 98 {
-		c := connectPusher(t, in, key)
+		c := connectPusher(t, in.url, key)
 		if m := join(c, fmt.Sprintf("u%d", i)); m.Event != "pusher_internal:subscription_succeeded" {
 			t.Fatalf("member %d: %s %s", i+3, m.Event, m.Data)
 		}
 	}
-	late := connectPusher(t, in, key)
+	late := connectPusher(t, in.url, key)
 	if m := join(late, "late"); m.Event != "pusher:subscription_error" || !strings.Contains(m.dataString(t), "403") {
 		t.Errorf("101st member: %s %s, want subscription_error 403", m.Event, m.Data)
 	}
 	// An existing member may still open another connection.
-	again := connectPusher(t, in, key)
+	again := connectPusher(t, in.url, key)
 	if m := join(again, "same"); m.Event != "pusher_internal:subscription_succeeded" {
 		t.Errorf("existing member on a new socket: %s %s", m.Event, m.Data)
 	}

@@ -42,13 +42,13 @@ func (m wsMessage) dataString(t *testing.T) string {
 }
 
 // dialPusher connects to /app/{key}?protocol=7 (query overrides the query).
-func dialPusher(t *testing.T, in *instance, key string, query ...string) (*wsClient, *http.Response, error) {
+func dialPusher(t *testing.T, base, key string, query ...string) (*wsClient, *http.Response, error) {
 	t.Helper()
 	q := "protocol=7&client=js&version=8.4.0"
 	if len(query) > 0 {
 		q = query[0]
 	}
-	u := "ws" + strings.TrimPrefix(in.url, "http") + "/app/" + key + "?" + q
+	u := "ws" + strings.TrimPrefix(base, "http") + "/app/" + key + "?" + q
 	ws, res, err := websocket.DefaultDialer.Dial(u, nil)
 	if err != nil {
 		return nil, res, err
@@ -78,9 +78,9 @@ func dialPusher(t *testing.T, in *instance, key string, query ...string) (*wsCli
 }
 
 // connectPusher dials and reads pusher:connection_established.
-func connectPusher(t *testing.T, in *instance, key string) *wsClient {
+func connectPusher(t *testing.T, base, key string) *wsClient {
 	t.Helper()
-	c, _, err := dialPusher(t, in, key)
+	c, _, err := dialPusher(t, base, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +110,12 @@ func (c *wsClient) send(event string, data any, channel ...string) {
 // next returns the next message, which must be of type event.
 func (c *wsClient) next(event string) wsMessage {
 	c.t.Helper()
+	return c.nextWithin(event, 10*time.Second)
+}
+
+// nextWithin is next with another timeout.
+func (c *wsClient) nextWithin(event string, timeout time.Duration) wsMessage {
+	c.t.Helper()
 	select {
 	case m, ok := <-c.msgs:
 		if !ok {
@@ -119,8 +125,8 @@ func (c *wsClient) next(event string) wsMessage {
 			c.t.Fatalf("got %s %s %s, want %s", m.Event, m.Channel, m.Data, event)
 		}
 		return m
-	case <-time.After(10 * time.Second):
-		c.t.Fatalf("no %s within 10 s", event)
+	case <-time.After(timeout):
+		c.t.Fatalf("no %s within %v", event, timeout)
 	}
 	return wsMessage{}
 }
@@ -164,7 +170,7 @@ func TestPusherSmoke(t *testing.T) {
 	in := newInstance(t, pgtest.NewDB(t), testConfig())
 	acme := in.signup("Acme")
 
-	bad, _, err := dialPusher(t, in, "sk_unknownunknown12")
+	bad, _, err := dialPusher(t, in.url, "sk_unknownunknown12")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +178,7 @@ func TestPusherSmoke(t *testing.T) {
 		t.Errorf("unknown key closed with %d, want 4001", code)
 	}
 
-	c := connectPusher(t, in, acme.SigningKey.Kid)
+	c := connectPusher(t, in.url, acme.SigningKey.Kid)
 	c.send("pusher:subscribe", map[string]string{"channel": "news"})
 	c.next("pusher:subscription_error")
 	if res := in.do("PATCH", "/v1/tenant/settings", acme.APIKey, `{"publicChannels":["news"]}`); res.status != 200 {

@@ -16,6 +16,8 @@ import (
 	"github.com/hybridrt/hybridrt/examples"
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/presence"
+	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
@@ -94,6 +96,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Get("/events", realtime.HandleHistory(log, s.store))
 			r.Get("/head", realtime.HandleHead(log, s.store))
 			r.Get("/connections", realtime.HandleConnections(log, s.registry))
+			r.Get("/presence/{channel}", presence.HandleMembers(log, s.presence))
 		})
 	})
 
@@ -158,6 +161,20 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			// middleware; these routes only give them something to match.
 			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 		})
+	})
+
+	// The Pusher Channels protocol: pusher-js, Laravel Echo and the mobile
+	// SDKs connect here. The connection's setup is bounded like a stream's.
+	r.With(web.WithConnectDeadline(apiDeadline)).Get("/app/{key}", s.pusher.ServeHTTP)
+	// The Pusher HTTP API, for the Pusher server libraries. It checks its
+	// own signatures, suspension and rate, and answers as Pusher does.
+	pusherAPI := &pusher.API{
+		Log: log, Keys: s.verifier, Publisher: s.pub, Limits: s.limits, Counts: s.registry,
+		Presence: s.presence, Terminate: s.pusher.Terminate, Status: s.status,
+	}
+	r.Route("/apps/{appId}", func(r chi.Router) {
+		r.Use(withDeadline(apiDeadline))
+		pusherAPI.Routes(r)
 	})
 
 	// The JavaScript SDK and an example page that uses it.

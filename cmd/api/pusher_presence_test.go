@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/pgtest"
+	"github.com/hybridrt/hybridrt/internal/presence"
+)
+
+// joinPresence subscribes c to a presence channel as user and returns the
+// members that subscription_succeeded lists.
+func (c *wsClient) joinPresence(key, secret, ch, user string) []string {
+	c.t.Helper()
+	c.subscribePrivate(key, secret, ch, `{"user_id":"`+user+`","user_info":{"name":"`+user+`"}}`)
+	m := c.next("pusher_internal:subscription_succeeded")
+	var d struct {
+		Presence struct {
+			IDs   []string                   `json:"ids"`
+			Hash  map[string]json.RawMessage `json:"hash"`
+			Count int                        `json:"count"`
+		} `json:"presence"`
+	}
+	if err := json.Unmarshal([]byte(m.dataString(c.t)), &d); err != nil || d.Presence.Count != len(d.Presence.IDs) || len(d.Presence.Hash) != len(d.Presence.IDs) {
+		c.t.Fatalf("presence subscription_succeeded data %s", m.Data)
+	}
+	return d.Presence.IDs
+}
+
+// memberEvent waits for member_added or member_removed and returns its user id.
+func (c *wsClient) memberEvent(event string) string {
+	c.t.Helper()
+	m := c.nextWithin(event, 35*time.Second)
+	var d struct {
+		UserID string `json:"user_id"`
+	}
+	if err := json.Unmarshal([]byte(m.dataString(c.t)), &d); err != nil || d.UserID == "" {
+		c.t.Fatalf("%s data %s", event, m.Data)
+	}
+	return d.UserID
+}
+
+// TestPresenceAcrossInstances: members on two instances see each other;
+// a user with connections on both is one member until the last leaves;
+// leaving and joining reach the other instance within a second; the member
+// list is the same through the store.
+func TestPresenceAcrossInstances(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	a, b := newInstance(t, db, testConfig()), newInstance(t, db, testConfig())
+	acme := a.signup("Acme")
+	key, secret := acme.SigningKey.Kid, acme.SigningKey.Secret
+
+	ann := connectPusher(t, a.url, key)
+	if got := ann.joinPresence(key, secret, "presence-room", "ann"); strings.Join(got, ",") != "ann" {
+		t.Fatalf("ann sees %v", got)
+	}
+	bob := connectPusher(t, b.url, key)
+	if got := bob.joinPresence(key, secret, "presence-room", "bob"); strings.Join(got, ",") != "ann,bob" {
+		t.Fatalf("bob sees %v", got)
+	}
+	start := time.Now()
+	if u := ann.memberEvent("pusher_internal:member_added"); u != "bob" {
+		t.Errorf("ann told %s joined", u)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("member_added took %v across instances", d)
+	}
+	bob.quiet(200 * time.Millisecond) // not told of itself
+
+	// ann again, on the other instance: still one member, no event.
+	ann2 := connectPusher(t, b.url, key)
+	ann2.joinPresence(key, secret, "presence-room", "ann")
+	bob.quiet(300 * time.Millisecond)
+	ann.send("pusher:unsubscribe", map[string]string{"channel": "presence-room"})
+	bob.quiet(300 * time.Millisecond) // ann is still here through ann2
+	if n := a.presenceCount(acme, "presence-room"); n != 2 {
+		t.Errorf("%d members, want 2", n)
+	}
+	ann2.ws.Close() // her last connection
+	if u := bob.memberEvent("pusher_internal:member_removed"); u != "ann" {
+		t.Errorf("bob told %s left", u)
+	}
+	members, err := a.svc.presence.Members(t.Context(), tenantIDOf(t, acme), "presence-room")
+	if err != nil || len(members) != 1 || members[0].UserID != "bob" || string(members[0].Info) != `{"name":"bob"}` {
+		t.Errorf("members = %+v, %v", members, err)
+	}
+}
+
+// TestPresenceInstanceKilled: an instance SIGKILLed while it holds members:
+// they are gone everywhere within 30 s, member_removed sent once each, and
+// a user also connected elsewhere stays.
+func TestPresenceInstanceKilled(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewURL(t, true)
+	procs := startProcs(t, 2, url)
+	pa, pb := procs[0], procs[1]
+	acme := setupTenant(t, pa, "Acme")
+	key, secret := acme.SigningKey.Kid, acme.SigningKey.Secret
+
+	watcher := connectPusher(t, pa.url, key)
+	watcher.joinPresence(key, secret, "presence-room", "watcher")
+	both := connectPusher(t, pa.url, key) // "both" is on the survivor too
+	both.joinPresence(key, secret, "presence-room", "both")
+	watcher.memberEvent("pusher_internal:member_added")
+	var doomed []*wsClient
+	for _, u := range []string{"x", "y", "both"} {
+		c := connectPusher(t, pb.url, key)
+		c.joinPresence(key, secret, "presence-room", u)
+		doomed = append(doomed, c)
+	}
+	for range 2 { // x and y; "both" was already a member
+		watcher.memberEvent("pusher_internal:member_added")
+	}
+	watcher.quiet(300 * time.Millisecond)
+
+	pb.kill()
+	killed := time.Now()
+	gone := map[string]bool{}
+	for len(gone) < 2 {
+		u := watcher.memberEvent("pusher_internal:member_removed")
+		if gone[u] {
+			t.Errorf("member_removed for %s twice", u)
+		}
+		gone[u] = true
+	}
+	if took := time.Since(killed); took > 30*time.Second {
+		t.Errorf("the killed instance's members went after %v, want within 30 s", took)
+	}
+	if !gone["x"] || !gone["y"] {
+		t.Errorf("removed %v, want x and y", gone)
+	}
+	watcher.quiet(time.Second) // not "both": it is still on the survivor
+
+	hc := &http.Client{Timeout: 5 * time.Second}
+	status, body, err := httpCall(hc, "GET", pa.url+"/v1/presence/presence-room", acme.APIKey, "")
+	var got struct{ Members []presence.Member }
+	if err != nil || status != http.StatusOK || json.Unmarshal(body, &got) != nil || len(got.Members) != 2 {
+		t.Errorf("GET /v1/presence after the kill = %d %s (%v), want watcher and both", status, body, err)
+	}
+	_ = doomed
+}
