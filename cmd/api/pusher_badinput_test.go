@@ -85,7 +85,9 @@ func TestPusherBadFrames(t *testing.T) {
 	}{
 		{"not JSON", func(ws *websocket.Conn) error { return ws.WriteMessage(websocket.TextMessage, []byte("hello")) }, websocket.CloseInvalidFramePayloadData},
 		{"JSON without event", func(ws *websocket.Conn) error { return ws.WriteMessage(websocket.TextMessage, []byte(`{"data":{}}`)) }, websocket.CloseInvalidFramePayloadData},
-		{"binary", func(ws *websocket.Conn) error { return ws.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"pusher:ping"}`)) }, websocket.CloseUnsupportedData},
+		{"binary", func(ws *websocket.Conn) error {
+			return ws.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"pusher:ping"}`))
+		}, websocket.CloseUnsupportedData},
 		{"over the read limit", func(ws *websocket.Conn) error {
 			big := `{"event":"client-x","channel":"private-a","data":"` + strings.Repeat("x", int(cfg.Pusher.MaxMessage)) + `"}`
 			return ws.WriteMessage(websocket.TextMessage, []byte(big))
