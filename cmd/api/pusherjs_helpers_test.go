@@ -32,6 +32,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,7 +60,7 @@ type pusherConfig struct {
 	Secret string
 	// Env is more of the drivers' environment: FRAMES=1,
 	// PUSHER_OPTIONS={"activityTimeout":2000}, ENCRYPTION_MASTER_KEY=…,
-	// NODE_EXTRA_CA_CERTS=<PEM file> (to trust a test server's certificate).
+	// pusherTrust(t, srv) (to trust a TLS test server's certificate).
 	Env []string
 }
 
@@ -90,6 +91,18 @@ func (c pusherConfig) environ() []string {
 	}
 	return append(append(os.Environ(), "HOST="+host, "PORT="+strconv.Itoa(c.Port), "TLS="+tls,
 		"APP_ID="+c.AppID, "KEY="+c.Key, "SECRET="+c.Secret), c.Env...)
+}
+
+// pusherTrust is the environment entry that makes the drivers (Node and Go) trust
+// srv's certificate (a TLS httptest server), for pusherConfig.Env with TLS.
+func pusherTrust(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(path, block, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "NODE_EXTRA_CA_CERTS=" + path
 }
 
 // pusherDir is testdata/pusher, with its packages installed.

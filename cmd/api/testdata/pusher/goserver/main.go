@@ -11,21 +11,25 @@
 //	{"call":"channel","channel":"c","params":{"info":"subscription_count,user_count"}}
 //	{"call":"users","channel":"presence-c"}
 //
-// Configuration: HOST, PORT, APP_ID, KEY, SECRET, TLS=1 and
-// ENCRYPTION_MASTER_KEY, as for the Node drivers; "key" and "secret" in the
+// Configuration: HOST, PORT, APP_ID, KEY, SECRET, TLS=1, ENCRYPTION_MASTER_KEY
+// and NODE_EXTRA_CA_CERTS, as for the Node drivers; "key" and "secret" in the
 // call override KEY and SECRET.
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
+	"time"
 
 	pusher "github.com/pusher/pusher-http-go/v5"
 )
@@ -88,7 +92,7 @@ func newClient(c call) *pusher.Client {
 		}
 		return def
 	}
-	return &pusher.Client{
+	client := &pusher.Client{
 		AppID:                     env("APP_ID", "app"),
 		Key:                       or(c.Key, os.Getenv("KEY")),
 		Secret:                    or(c.Secret, os.Getenv("SECRET")),
@@ -96,6 +100,20 @@ func newClient(c call) *pusher.Client {
 		Secure:                    os.Getenv("TLS") == "1",
 		EncryptionMasterKeyBase64: env("ENCRYPTION_MASTER_KEY", base64.StdEncoding.EncodeToString([]byte("hybridrt-test-encryption-key-32b"))),
 	}
+	// Trust what the Node drivers trust, as Node does: the system's roots
+	// and NODE_EXTRA_CA_CERTS (a test server's certificate).
+	if path := os.Getenv("NODE_EXTRA_CA_CERTS"); path != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(path); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		client.HTTPClient = &http.Client{Timeout: 10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	return client
 }
 
 var errUnknown = errors.New("unknown call")
