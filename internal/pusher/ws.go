@@ -175,7 +175,7 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	default:
 	}
 	c.cursor = pos.Head
-	c.sub = d.Hub.Subscribe(tenantID, nil)
+	c.sub = d.Hub.Subscribe(tenantID, []string{}) // channels come with pusher:subscribe
 	d.mu.Lock()
 	d.conns[c] = struct{}{}
 	d.mu.Unlock()
