@@ -895,6 +895,41 @@ func TestNginx(t *testing.T) {
 		t.Logf("A sent %d invalid keys; %d were refused with 429", sprayed.Load(), refused.Load())
 	})
 
+	t.Run("pusher-js and the Pusher API through nginx", func(t *testing.T) {
+		t.Parallel()
+		if res := a.do("PATCH", "/v1/tenant/settings", key, `{"publicChannels":["ws-news"]}`); res.status != 200 {
+			t.Fatalf("PATCH settings = %d %s", res.status, res.body)
+		}
+		cfg := pusherConfigAt(t, nx.url, acme.Tenant.ID, acme.SigningKey.Kid, acme.SigningKey.Secret)
+		cfg.Env = []string{"NODE_EXTRA_CA_CERTS=" + filepath.Join(nx.dir, "nginx.crt")}
+		p := startPusherJS(t, cfg)
+		p.socketID()
+		for _, ch := range []string{"ws-news", "private-ws"} {
+			p.do(map[string]any{"op": "subscribe", "channel": ch})
+			p.waitFor(pusherLine("subscribed", "channel", ch), 10*time.Second)
+		}
+		// From hybridrt's API and from the Pusher library, both through nginx.
+		id := nx.client(t, "127.0.0.9").publish(key, `{"channel":"ws-news","type":"tick","data":{"n":1}}`)[0]
+		if line := p.waitFor(eventLine("ws-news", "tick"), 10*time.Second); line["id"] != id || dataOf(line) != `{"n":1}` {
+			t.Errorf("pusher-js through nginx got %v, want event %s", line, id)
+		}
+		if res := runPusherServer(t, cfg, map[string]any{"call": "trigger", "channel": "private-ws", "event": "placed", "data": map[string]any{"n": 2.0}}); res["status"] != 200.0 {
+			t.Fatalf("trigger through nginx = %v", res)
+		}
+		if line := p.waitFor(eventLine("private-ws", "placed"), 10*time.Second); dataOf(line) != `{"n":2}` {
+			t.Errorf("pusher-js through nginx got %v", line)
+		}
+		// The socket is recorded with the client's address, not nginx's.
+		waitFor(t, 5*time.Second, func() string {
+			var n int
+			_ = a.svc.pool.QueryRow(t.Context(), `SELECT count(*) FROM connections WHERE transport = 'websocket' AND remote_addr = '127.0.0.1'`).Scan(&n)
+			if n != 1 {
+				return "no websocket connection recorded with the client's address"
+			}
+			return ""
+		})
+	})
+
 	t.Run("resume after an instance is killed", func(t *testing.T) {
 		t.Parallel()
 		nginxKillResume(t, conf)

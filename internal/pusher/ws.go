@@ -42,9 +42,13 @@ type Config struct {
 	SubscribeRate   int           // subscribe messages per second per connection, beyond a burst of MaxChannels
 }
 
-// DefaultConfig is Pusher's limits and timings.
+// DefaultConfig is Pusher's limits and timings, but for the activity
+// timeout: 30 s rather than Pusher's 120, so that an idle connection still
+// carries a ping and its pong within the idle timeouts of proxies and load
+// balancers (nginx's proxy_read_timeout in deploy/nginx is 75 s, an AWS ALB's
+// 60 s); pusher-js takes the shorter of its own and the server's.
 var DefaultConfig = Config{
-	ActivityTimeout: 120 * time.Second,
+	ActivityTimeout: 30 * time.Second,
 	PongTimeout:     30 * time.Second,
 	WriteTimeout:    10 * time.Second,
 	KeyCheck:        15 * time.Second,
