@@ -4,10 +4,15 @@ package main
 // Echo, and the Pusher server libraries (see pusherjs_helpers_test.go).
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/hybridrt/hybridrt/internal/faultproxy"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
@@ -220,4 +225,67 @@ func dataJSON(v any) string {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 	return strings.TrimSpace(b.String())
+}
+
+// TestPusherJSChromium: pusher-js's web build in Chromium, authorizing
+// through an app backend's endpoint: public, private and presence channels,
+// an event from the Pusher library and one from hybridrt's API, and a
+// client event from the page to a Node pusher-js client.
+func TestPusherJSChromium(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme, cfg := pusherApp(t, in, "Acme", `{"publicChannels":["news"],"clientEvents":true}`)
+	page := httptest.NewServer(pusherPageHandler(t, cfg))
+	t.Cleanup(page.Close)
+	ctx, cancel := context.WithTimeout(newBrowser(t, t.Context()), 90*time.Second)
+	defer cancel()
+	run := func(js string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](js)); err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+	}
+	waitResult := func(pred func(map[string]any) bool) map[string]any {
+		t.Helper()
+		var results []map[string]any
+		for range 150 {
+			var err error
+			if results, err = chromedp.Run(ctx, chromedp.Evaluate[[]map[string]any](`window.results`)); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range results {
+				if pred(r) {
+					return r
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("no such result in the page within 15 s: %v", results)
+		return nil
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	run(fmt.Sprintf(`pusherTest.connect({key: %q, wsHost: "127.0.0.1", wsPort: %d, params: {user_id: "page", user_info: '{"name":"Page"}'}})`, cfg.Key, cfg.Port))
+	for _, ch := range []string{"news", "private-orders", "presence-room"} {
+		run(fmt.Sprintf(`pusherTest.subscribe(%q)`, ch))
+		waitResult(pusherLine("subscribed", "channel", ch))
+	}
+	node := startPusherJS(t, cfg)
+	node.do(map[string]any{"op": "subscribe", "channel": "presence-room", "user": map[string]any{"user_id": "node"}})
+	node.waitFor(pusherLine("subscribed", "channel", "presence-room"), 10*time.Second)
+	waitResult(pusherLine("event", "channel", "presence-room", "event", "pusher:member_added"))
+
+	if res := runPusherServer(t, cfg, map[string]any{"call": "trigger", "channel": "private-orders", "event": "placed", "data": map[string]any{"n": 1.0}}); res["status"] != 200.0 {
+		t.Fatalf("trigger = %v", res)
+	}
+	waitResult(pusherLine("event", "channel", "private-orders", "event", "placed", "data", map[string]any{"n": 1}))
+	id := in.publisher(acme).events(`{"channel":"news","type":"headline","data":"<img src=x onerror=alert(1)>"}`)[0]
+	if r := waitResult(pusherLine("event", "channel", "news", "event", "headline")); r["id"] != id || r["data"] != "<img src=x onerror=alert(1)>" {
+		t.Errorf("the page got %v, want event %s with the text as sent", r, id)
+	}
+	run(`pusherTest.trigger("presence-room", "client-wave", {from: "page"})`)
+	if line := node.waitFor(eventLine("presence-room", "client-wave"), 10*time.Second); dataOf(line) != `{"from":"page"}` {
+		t.Errorf("node got the page's client event as %v", line)
+	}
 }
