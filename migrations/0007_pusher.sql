@@ -3,6 +3,8 @@
 -- The connection that must not receive an event live: the sender of a client
 -- event, or the socket_id a Pusher trigger excludes. NULL for most events.
 ALTER TABLE events ADD COLUMN origin text;
+-- The user who sent a client event on a presence channel (Pusher's user_id).
+ALTER TABLE events ADD COLUMN sender text;
 
 -- Who is in each presence channel: one row per connection, so a user with
 -- several connections is one member until the last of them leaves. Rows of an

@@ -119,8 +119,8 @@ func TestPusherJS(t *testing.T) {
 		t.Errorf("ann's member_added: %v", line)
 	}
 	bob.do(map[string]any{"op": "trigger", "channel": "presence-room", "event": "client-typing", "data": map[string]any{"on": true}})
-	if line := ann.waitFor(eventLine("presence-room", "client-typing"), 10*time.Second); dataOf(line) != `{"on":true}` {
-		t.Errorf("client event reached ann as %v", line)
+	if line := ann.waitFor(eventLine("presence-room", "client-typing"), 10*time.Second); dataOf(line) != `{"on":true}` || line["userId"] != "bob" {
+		t.Errorf("client event reached ann as %v, want its data and user_id bob", line)
 	}
 	bob.do(map[string]any{"op": "unsubscribe", "channel": "presence-room"})
 	if line := ann.waitFor(eventLine("presence-room", "pusher:member_removed"), 10*time.Second); !strings.Contains(dataOf(line), `"bob"`) {

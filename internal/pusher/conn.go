@@ -83,6 +83,7 @@ type subscription struct {
 	ready    bool // subscription_succeeded is queued: member changes may follow
 	pending  []presence.Change
 	presence bool
+	user     string // the member this connection is, on a presence channel
 }
 
 func (d *Door) newConn(r *http.Request, ws *websocket.Conn) *conn {

@@ -92,7 +92,8 @@ func appendJSONString(b []byte, s string) []byte {
 type eventMemo struct{}
 
 // eventFrame is e as a Pusher message, framed once for every connection:
-// its id rides along as an extra field, which Pusher clients ignore.
+// its id rides along as an extra field, which Pusher clients ignore, and a
+// client event on a presence channel carries its sender's user_id.
 func eventFrame(e *realtime.Event) *websocket.PreparedMessage {
 	return e.Memo(eventMemo{}, func(e *realtime.Event) any {
 		b := make([]byte, 0, len(e.Data)+len(e.Type)+len(e.Channel)+64)
@@ -102,6 +103,10 @@ func eventFrame(e *realtime.Event) *websocket.PreparedMessage {
 		b = appendJSONString(b, e.Channel)
 		b = append(b, `,"data":`...)
 		b = appendJSONString(b, ToPusher(e.Data))
+		if e.Sender != "" { // a client event on a presence channel
+			b = append(b, `,"user_id":`...)
+			b = appendJSONString(b, e.Sender)
+		}
 		b = append(b, `,"id":"`...)
 		b = strconv.AppendInt(b, e.ID, 10)
 		b = append(b, `"}`...)

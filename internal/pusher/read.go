@@ -188,7 +188,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 			fail(http.StatusServiceUnavailable, "The service is unavailable; subscribe again")
 			return
 		}
-		s.watcher = w
+		s.watcher, s.user = w, member.UserID
 		frames = append(frames, outFrame{b: jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))})
 	} else {
 		frames = append(frames, outFrame{b: frame("pusher_internal:subscription_succeeded", name, "{}")})
@@ -380,7 +380,11 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 	}
 	k := kindOf(m.Channel)
 	c.mu.Lock()
-	_, subscribed := c.channels[m.Channel]
+	s, subscribed := c.channels[m.Channel]
+	var sender string
+	if subscribed {
+		sender = s.user
+	}
 	c.mu.Unlock()
 	switch {
 	case !(k.private || k.presence) || k.encrypted:
@@ -410,7 +414,7 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 		fail(codeClientEventLimit, "Client event rejected: this app is over its publish rate")
 		return
 	}
-	_, err = c.d.Publisher.Publish(ctx, c.tenantID, realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID}.One(), "", nil)
+	_, err = c.d.Publisher.Publish(ctx, c.tenantID, realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID, Sender: sender}.One(), "", nil)
 	if err != nil {
 		fail(0, "Client event not stored: the service is unavailable; send it again")
 		return

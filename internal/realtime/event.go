@@ -39,6 +39,9 @@ type Event struct {
 	// Origin is the connection that sent a client event (or the socket a
 	// Pusher trigger excluded): live delivery skips it. Not in the envelope.
 	Origin string
+	// Sender is the user who sent a client event on a presence channel,
+	// which Pusher clients get as user_id. Not in the envelope.
+	Sender string
 
 	Envelope []byte // the JSON envelope, on one line
 	Frame    []byte // "id: …\nevent: …\ndata: <envelope>\n\n"
@@ -80,6 +83,7 @@ type Draft struct {
 	Type    string          `json:"type"`
 	Data    json.RawMessage `json:"data"`
 	Origin  string          `json:"-"` // the connection that must not receive it live; see Event.Origin
+	Sender  string          `json:"-"` // see Event.Sender
 }
 
 // One returns the draft as a publish request of one event.

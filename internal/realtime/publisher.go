@@ -267,6 +267,7 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			types    []string
 			datas    []string
 			origins  []string
+			senders  []string
 		)
 		for _, r := range keep {
 			r.ids = make([]int64, len(r.drafts))
@@ -280,6 +281,7 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 				types = append(types, d.Type)
 				datas = append(datas, string(d.Data))
 				origins = append(origins, d.Origin)
+				senders = append(senders, d.Sender)
 			}
 		}
 
@@ -288,10 +290,10 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			// clock_timestamp, not now(): taken after the tenant lock, so times
 			// rise with ids and retention prunes in id order.
 			batch.Queue(`
-				INSERT INTO events (tenant_id, id, channel, type, data, created_at, origin)
-				SELECT t, i, c, ty, d::json, clock_timestamp(), nullif(o, '')
-				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u (t, i, c, ty, d, o)`,
-				tids, ids, channels, types, datas, origins)
+				INSERT INTO events (tenant_id, id, channel, type, data, created_at, origin, sender)
+				SELECT t, i, c, ty, d::json, clock_timestamp(), nullif(o, ''), nullif(s, '')
+				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u (t, i, c, ty, d, o, s)`,
+				tids, ids, channels, types, datas, origins, senders)
 		}
 		for _, r := range keep {
 			if r.idemKey != "" {

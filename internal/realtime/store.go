@@ -56,7 +56,7 @@ func scanEvents(rows pgx.Rows, tenantID tenant.ID) ([]*Event, error) {
 	for rows.Next() {
 		e := &Event{TenantID: tenantID}
 		var data []byte
-		if err := rows.Scan(&e.ID, &e.Channel, &e.Type, &data, &e.Time, &e.Origin); err != nil {
+		if err := rows.Scan(&e.ID, &e.Channel, &e.Type, &data, &e.Time, &e.Origin, &e.Sender); err != nil {
 			return nil, err
 		}
 		e.Data = data
@@ -69,7 +69,7 @@ func scanEvents(rows pgx.Rows, tenantID tenant.ID) ([]*Event, error) {
 // readRange returns tenantID's events with after < id <= upTo, in id order.
 func readRange(ctx context.Context, q querier, tenantID tenant.ID, after, upTo int64) ([]*Event, error) {
 	rows, err := q.Query(ctx,
-		`SELECT id, channel, type, data::text, created_at, coalesce(origin, '') FROM events
+		`SELECT id, channel, type, data::text, created_at, coalesce(origin, ''), coalesce(sender, '') FROM events
 		  WHERE tenant_id = $1 AND id > $2 AND id <= $3 ORDER BY id`,
 		tenantID, after, upTo)
 	if err != nil {
@@ -86,7 +86,7 @@ func readRange(ctx context.Context, q querier, tenantID tenant.ID, after, upTo i
 // after < id <= upTo, in id order. A nil channels means every channel.
 func (s *Store) readChannels(ctx context.Context, tenantID tenant.ID, channels []string, after, upTo int64, limit int) ([]*Event, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT id, channel, type, data::text, created_at, coalesce(origin, '') FROM events
+		`SELECT id, channel, type, data::text, created_at, coalesce(origin, ''), coalesce(sender, '') FROM events
 		  WHERE tenant_id = $1 AND id > $2 AND id <= $3 AND ($4::text[] IS NULL OR channel = ANY($4))
 		  ORDER BY id LIMIT $5`,
 		tenantID, after, upTo, channels, limit)
@@ -104,7 +104,7 @@ func (s *Store) readChannels(ctx context.Context, tenantID tenant.ID, channels [
 // none (in retention): what a Pusher cache channel sends on subscribe.
 func (s *Store) Last(ctx context.Context, tenantID tenant.ID, channel string) (*Event, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT id, channel, type, data::text, created_at, coalesce(origin, '') FROM events
+		`SELECT id, channel, type, data::text, created_at, coalesce(origin, ''), coalesce(sender, '') FROM events
 		  WHERE tenant_id = $1 AND channel = $2 ORDER BY id DESC LIMIT 1`, tenantID, channel)
 	if err != nil {
 		return nil, fmt.Errorf("realtime: read the last event of %q: %w", channel, err)
