@@ -37,3 +37,9 @@ CREATE TABLE presence_channels (
 -- Each instance takes a number at start: Pusher socket ids are
 -- <number>.<counter>, unique across the instances sharing this database.
 CREATE SEQUENCE pusher_socket_prefix;
+
+-- When an instance last wrote its usage of a shared limit (internal/limit).
+-- Others stop counting a report a few seconds old, so a killed instance's
+-- share is free for its clients reconnecting elsewhere long before its
+-- heartbeat is declared dead (20 s).
+ALTER TABLE limit_usage ADD COLUMN synced_at timestamptz NOT NULL DEFAULT now();

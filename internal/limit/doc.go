@@ -58,9 +58,13 @@
 // limit (TestSharedRates, TestSharedConnections; TestLimitsAcrossInstances
 // through two real instances). A limit lowered below what is held cuts
 // nothing: new connections are refused until the count falls under it
-// (TestSharedConnectionsLimitLowered). An instance that dies keeps its
-// reservations until its heartbeat is 20 s stale; its rows then stop
-// counting, and go with its instances row. While the database is
-// unreachable each instance keeps its last reservations. Per-address
+// (TestSharedConnectionsLimitLowered). An instance that stops syncing
+// (killed, or cut off from the database) keeps its reservations until its
+// last report is 5 s old (staleUsage); they then stop counting for the
+// others, so its clients reconnecting elsewhere are not refused for its
+// places (TestPusherReconnectStorm: 5,000 clients back within about 5 s).
+// Its rows go with its instances row. While the database is unreachable
+// each instance keeps its last reservations, and the others stop counting
+// them: the total may then exceed the limit by that instance's share. Per-address
 // budgets (web.AddrLimiter) are not shared: they are brakes, per instance.
 package limit

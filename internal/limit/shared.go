@@ -20,6 +20,12 @@ import (
 const (
 	// SyncInterval is how often shares are recomputed from every instance's usage.
 	SyncInterval = time.Second
+	// staleUsage is how old another instance's report may be and still
+	// count. An instance that stopped syncing (killed, or cut off from the
+	// database) frees its share within this, long before its heartbeat is
+	// declared dead: after a crash its clients reconnect elsewhere at once,
+	// and must not be refused for the dead one's places meanwhile.
+	staleUsage = 5 * SyncInterval
 	// idleScope is how long a scope with no use is remembered.
 	idleScope = time.Minute
 	// reserveTimeout bounds a first reservation's wait for the database;
@@ -420,7 +426,8 @@ func (s *Shared) readOthers(ctx context.Context, tx pgx.Tx, instanceID string, s
 		  JOIN unnest($3::text[]) AS mine (scope) ON mine.scope = u.scope
 		  JOIN instances i ON i.id = u.instance_id
 		 WHERE u.instance_id <> $1 AND i.heartbeat_at > now() - make_interval(secs => $2)
-		 GROUP BY u.scope`, instanceID, s.dead.Seconds(), scopes)
+		   AND u.synced_at > now() - make_interval(secs => $4)
+		 GROUP BY u.scope`, instanceID, s.dead.Seconds(), scopes, staleUsage.Seconds())
 	if err != nil {
 		return nil, 0, fmt.Errorf("limit: read the other instances' usage: %w", err)
 	}
@@ -467,11 +474,11 @@ func writeOwn(ctx context.Context, tx pgx.Tx, instanceID string, reports []repor
 		}
 	}
 	_, err := tx.Exec(ctx, `
-		INSERT INTO limit_usage (instance_id, scope, held, demand, reserved)
-		SELECT $1, u.scope, u.held, u.demand, u.reserved
+		INSERT INTO limit_usage (instance_id, scope, held, demand, reserved, synced_at)
+		SELECT $1, u.scope, u.held, u.demand, u.reserved, now()
 		  FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::float8[]) AS u (scope, held, demand, reserved)
 		ON CONFLICT (instance_id, scope) DO UPDATE
-		   SET held = excluded.held, demand = excluded.demand, reserved = excluded.reserved`,
+		   SET held = excluded.held, demand = excluded.demand, reserved = excluded.reserved, synced_at = now()`,
 		instanceID, scopes, held, demand, reserved)
 	if err != nil {
 		return fmt.Errorf("limit: report usage: %w", err)

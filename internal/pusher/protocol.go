@@ -16,11 +16,10 @@ import (
 const (
 	codeAppNotFound      = 4001 // no such key
 	codeAppDisabled      = 4003 // the tenant is suspended
-	codeOverQuota        = 4004 // the tenant's connection limit
 	codeNoProtocol       = 4008 // no protocol= in the URL
 	codeBadProtocol      = 4007 // a protocol version other than 5–7
 	codeUnauthorized     = 4009 // sign-in failed, the key was revoked, the user was terminated
-	codeOverCapacity     = 4100 // shutting down: come back after a back-off, elsewhere
+	codeOverCapacity     = 4100 // shutting down, or the tenant's connection limit: come back after a back-off
 	codeReconnect        = 4200 // generic: reconnect at once
 	codePongTimeout      = 4201 // the client stopped answering
 	codeClientEventLimit = 4301 // client event rejected: over the rate

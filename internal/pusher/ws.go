@@ -163,7 +163,11 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	c.info.Subject = ""
 	if err := d.Registry.Add(ctx, c.info, time.Now().Add(100*365*24*time.Hour), max); err != nil {
 		if errors.Is(err, realtime.ErrTooManyConnections) {
-			return codeOverQuota, "This app has reached its connection limit; retry later"
+			// Not Pusher's 4004, after which pusher-js never reconnects: the
+			// limit holds across instances within a margin that moves (a
+			// dead instance's connections count for InstanceDead), so a
+			// refusal may pass a moment later.
+			return codeOverCapacity, "This app has reached its connection limit; reconnect later"
 		}
 		return codeReconnect, "The service is unavailable; reconnect"
 	}
