@@ -21,10 +21,10 @@ import (
 // load balancer's clients do when an instance dies.
 type stormClient struct {
 	key, channel string
-	servers      []string // ws://host:port of each instance, tried in turn
+	servers      []string     // ws://host:port of each instance, tried in turn
 	reconnects   atomic.Int32 // times it connected and subscribed again
 	refusals     atomic.Int32 // 4100s it was answered meanwhile
-	got          chan string // event ids received
+	got          chan string  // event ids received
 }
 
 // connect dials servers[i], subscribes, and returns the connection once
