@@ -143,3 +143,48 @@ func TestPresenceInstanceKilled(t *testing.T) {
 	}
 	_ = doomed
 }
+
+// TestPresenceListenerKilled: joins and leaves on one instance while the
+// other's LISTEN connection is down reach the other's subscribers anyway,
+// once each, when it reconnects and reads the members again.
+func TestPresenceListenerKilled(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	a, b := newInstance(t, db, testConfig()), newInstance(t, db, testConfig())
+	acme := a.signup("Acme")
+	key, secret := acme.SigningKey.Kid, acme.SigningKey.Secret
+	watcher := connectPusher(t, b.url, key)
+	watcher.joinPresence(key, secret, "presence-room", "watcher")
+	leaver := connectPusher(t, a.url, key)
+	leaver.joinPresence(key, secret, "presence-room", "leaver")
+	if u := watcher.memberEvent("pusher_internal:member_added"); u != "leaver" {
+		t.Fatalf("watcher told %s joined", u)
+	}
+
+	// Kill both listeners, and change the members at once, before they are back.
+	killListeners(t, db, 2)
+	joiner := connectPusher(t, a.url, key)
+	joiner.joinPresence(key, secret, "presence-room", "joiner")
+	leaver.send("pusher:unsubscribe", map[string]string{"channel": "presence-room"})
+
+	got := map[string]string{}
+	for range 2 {
+		select {
+		case m := <-watcher.msgs:
+			var d struct {
+				UserID string `json:"user_id"`
+			}
+			_ = json.Unmarshal([]byte(m.dataString(t)), &d)
+			if prev, dup := got[d.UserID]; dup {
+				t.Errorf("%s for %s after %s", m.Event, d.UserID, prev)
+			}
+			got[d.UserID] = m.Event
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after the listeners came back the watcher got %v, want joiner added and leaver removed", got)
+		}
+	}
+	if got["joiner"] != "pusher_internal:member_added" || got["leaver"] != "pusher_internal:member_removed" {
+		t.Errorf("watcher got %v, want joiner added and leaver removed", got)
+	}
+	watcher.quiet(500 * time.Millisecond)
+}

@@ -147,4 +147,22 @@ func TestPusherServerLibraries(t *testing.T) {
 	if strings.Contains(a.logs.String(), cfgA.Secret) || strings.Contains(b.logs.String(), cfgA.Secret) {
 		t.Error("the secret is in the logs")
 	}
+
+	// What happened is in the metrics (process-wide: both instances count).
+	metrics := string(a.do("GET", "/metrics", "", "").body)
+	for _, series := range []string{
+		`hybridrt_connections{transport="websocket"}`,
+		`hybridrt_events_delivered_total{transport="websocket"}`,
+		`hybridrt_presence_channels`,
+		`hybridrt_presence_members`,
+		`hybridrt_pusher_connections_total{outcome="ok"}`,
+		`hybridrt_pusher_subscriptions_total{kind="presence"}`,
+		`hybridrt_pusher_client_events_total{outcome="published"}`,
+		`hybridrt_pusher_signins_total{outcome="ok"}`,
+		`hybridrt_pusher_api_requests_total{`,
+	} {
+		if !strings.Contains(metrics, series) {
+			t.Errorf("/metrics has no %s", series)
+		}
+	}
 }
