@@ -171,10 +171,16 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 		}
 		return codeReconnect, "The service is unavailable; reconnect"
 	}
-	pos, err := d.Store.Position(ctx, tenantID)
-	if err != nil {
-		d.Registry.Remove(c.info)
-		return codeReconnect, "The service is unavailable; reconnect"
+	// Events count from now: from what this instance has read of the
+	// tenant's, else from the store's head (a first connection).
+	cursor, ok := d.Hub.Last(tenantID)
+	if !ok {
+		pos, err := d.Store.Position(ctx, tenantID)
+		if err != nil {
+			d.Registry.Remove(c.info)
+			return codeReconnect, "The service is unavailable; reconnect"
+		}
+		cursor = pos.Head
 	}
 	select {
 	case <-c.info.TenantSuspended():
@@ -182,7 +188,7 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 		return codeAppDisabled, "This app is suspended by the operator of this service"
 	default:
 	}
-	c.cursor = pos.Head
+	c.cursor = cursor
 	c.sub = d.Hub.Subscribe(tenantID, []string{}) // channels come with pusher:subscribe
 	d.mu.Lock()
 	d.conns[c] = struct{}{}

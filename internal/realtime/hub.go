@@ -108,6 +108,18 @@ func (h *Hub) Hold() (release func()) {
 	return func() { once.Do(h.streams.Done) }
 }
 
+// Last returns the id up to which this instance has read tenantID's events,
+// if it keeps them: a cheap "now" for a connection that starts from now.
+func (h *Hub) Last(tenantID tenant.ID) (int64, bool) {
+	r := h.room(tenantID)
+	if r == nil {
+		return 0, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.last, r.ready
+}
+
 // Listening reports whether the listener holds a live LISTEN connection.
 func (h *Hub) Listening() bool { return h.listening.Load() }
 
