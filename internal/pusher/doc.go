@@ -1,0 +1,47 @@
+// Package pusher is hybridrt's door for the Pusher Channels protocol
+// (version 7): pusher-js, Laravel Echo, Pusher's mobile SDKs and its server
+// libraries work against hybridrt with only their host changed. It is an
+// adapter over the realtime core: it stores and fans out every event through
+// the same Publisher, Hub and Registry as SSE and long-polling, so one
+// namespace and one sequence of ids serve every door.
+//
+// # Data flow
+//
+//	pusher-js ──WS /app/{key}──► Door.ServeHTTP: upgrade, key → tenant (a signing key's kid)
+//	                              ├─ read goroutine: pusher:subscribe ─► auth signature / publicChannels
+//	                              │      presence-: presence.Registry.Join + Watch ─► members
+//	                              │      cache-:    Store.Last ─► the last event, or pusher:cache_miss
+//	                              │      client-…:  Publisher.Publish(Origin = socket id, Sender = user)
+//	                              └─ write goroutine: the only writer of the socket
+//	                                     replies and member changes queued by read and presence
+//	                                     Hub subscription ─► Subscription.After(cursor) ─► events of its
+//	                                     channels, skipping its own (Origin), framed once per event (Memo)
+//
+//	server library ──POST /apps/{appId}/events…──► API: signature (sign.go) ─► Publisher.Publish
+//	               ──GET  /apps/{appId}/channels…──► Registry.ChannelCounts, presence.Registry
+//	               ──POST …/users/{id}/terminate_connections──► pg_notify(hybridrt_pusher) ─► every
+//	                                     instance's Door closes that user's signed-in sockets (4009)
+//
+// # Mapping
+//
+// The Pusher app id is the tenant id, the key a signing key's kid and the
+// secret its secret (DESIGN, "WebSocket: the Pusher Channels protocol"). A
+// Pusher message's data is a string: FromPusher and ToPusher (data.go) are
+// the one mapping between it and hybridrt's JSON data. Events carry their id
+// as an extra field. Channel names with ':' (hybridrt's user:<id>) are never
+// reachable here; names without a private-/presence- prefix only when the
+// tenant lists them in publicChannels.
+//
+// # Connections
+//
+// A connection is two goroutines and a small read buffer; write buffers
+// come from a pool, so an idle socket holds little (docs/benchmarks.md).
+// Socket ids are <prefix>.<n> with a prefix per instance from a database
+// sequence, so they are unique across instances. Every connection has a
+// read limit (Config.MaxMessage), a read deadline (the activity timeout and
+// the pong timeout: a silent client is pinged, then dropped with 4201), a
+// write deadline per batch (a slow consumer is cut off), a subscribe rate
+// and a channel count. Refusals close with the protocol's codes (see
+// protocol.go); the connection limit answers 4100, which pusher-js retries,
+// rather than Pusher's 4004, after which it never would.
+package pusher
