@@ -388,3 +388,75 @@ func tenantIDOf(t *testing.T, s signedUp) tenant.ID {
 	}
 	return tenant.ID(id)
 }
+
+// TestPusherAPIBadRequests: TESTPLAN F, the HTTP API row, through the
+// server as a client sees it: each bad request gets Pusher's status and a
+// plain-text reason (O5 checks the shape), nothing is stored, and nothing
+// reaches a subscriber of the tenant or of another.
+func TestPusherAPIBadRequests(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	in := newInstance(t, db, testConfig())
+	acme, other := in.signup("Acme"), in.signup("Other")
+	key, secret := acme.SigningKey.Kid, []byte(acme.SigningKey.Secret)
+	watch := connectPusher(t, in.url, key)
+	watch.subscribePrivate(key, acme.SigningKey.Secret, "private-a", "")
+	watch.next("pusher_internal:subscription_succeeded")
+	otherWatch := connectPusher(t, in.url, other.SigningKey.Kid)
+	otherWatch.subscribePrivate(other.SigningKey.Kid, other.SigningKey.Secret, "private-a", "")
+	otherWatch.next("pusher_internal:subscription_succeeded")
+
+	path := "/apps/" + acme.Tenant.ID + "/events"
+	signed := func(method, path, body string, k string, s []byte, now time.Time) string {
+		return path + "?" + pusher.SignQuery(k, s, method, path, nil, []byte(body), now)
+	}
+	channels := make([]string, 101)
+	for i := range channels {
+		channels[i] = fmt.Sprintf("private-c%d", i)
+	}
+	many, _ := json.Marshal(map[string]any{"name": "e", "data": "x", "channels": channels})
+	batch := make([]map[string]any, 11)
+	for i := range batch {
+		batch[i] = map[string]any{"channel": "private-a", "name": "e", "data": "x"}
+	}
+	eleven, _ := json.Marshal(map[string]any{"batch": batch})
+	ok := `{"name":"e","data":"x","channel":"private-a"}`
+	now := time.Now()
+	for _, c := range []struct {
+		name, url, body string
+		status          int
+	}{
+		{"wrong signature", signed("POST", path, ok, key, []byte("not the secret"), now), ok, 401},
+		{"another tenant's secret", signed("POST", path, ok, key, []byte(other.SigningKey.Secret), now), ok, 401},
+		{"another tenant's key and secret", signed("POST", path, ok, other.SigningKey.Kid, []byte(other.SigningKey.Secret), now), ok, 401},
+		{"timestamp 601 s old", signed("POST", path, ok, key, secret, now.Add(-601*time.Second)), ok, 401},
+		{"timestamp 601 s ahead", signed("POST", path, ok, key, secret, now.Add(601*time.Second)), ok, 401},
+		{"body_md5 of another body", signed("POST", path, `{"name":"e","data":"y","channel":"private-a"}`, key, secret, now), ok, 401},
+		{"no signature", path, ok, 401},
+		{"101 channels", signed("POST", path, string(many), key, secret, now), string(many), 400},
+		{"11 batch events", signed("POST", "/apps/"+acme.Tenant.ID+"/batch_events", string(eleven), key, secret, now), string(eleven), 400},
+		{"data over 10 KB", signed("POST", path, `{"name":"e","channel":"private-a","data":"`+strings.Repeat("x", 10241)+`"}`, key, secret, now), `{"name":"e","channel":"private-a","data":"` + strings.Repeat("x", 10241) + `"}`, 413},
+		{"a pusher: event name", signed("POST", path, `{"name":"pusher:x","data":"x","channel":"private-a"}`, key, secret, now), `{"name":"pusher:x","data":"x","channel":"private-a"}`, 400},
+		{"hybridrt's user:42", signed("POST", path, `{"name":"e","data":"x","channel":"user:42"}`, key, secret, now), `{"name":"e","data":"x","channel":"user:42"}`, 400},
+		{"not JSON", signed("POST", path, `{`, key, secret, now), `{`, 400},
+	} {
+		res := in.do("POST", c.url, "", c.body)
+		if res.status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, res.status, res.body, c.status)
+		}
+		if strings.Contains(string(res.body), acme.SigningKey.Secret) {
+			t.Errorf("%s: the answer shows the secret", c.name)
+		}
+	}
+	if n := pgtest.Count(t, db, `SELECT count(*) FROM events`); n != 0 {
+		t.Errorf("%d events stored by bad requests", n)
+	}
+	watch.quiet(200 * time.Millisecond)
+	otherWatch.quiet(10 * time.Millisecond)
+	// The good request works, to the tenant only.
+	if res := in.do("POST", signed("POST", path, ok, key, secret, time.Now()), "", ok); res.status != 200 {
+		t.Fatalf("a good trigger = %d %s", res.status, res.body)
+	}
+	watch.next("e")
+	otherWatch.quiet(300 * time.Millisecond)
+}
