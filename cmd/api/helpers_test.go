@@ -303,6 +303,7 @@ func (in *instance) signup(name string) signedUp {
 	}
 	var s signedUp
 	res.json(in.t, &s)
+	pusherTenants.Store(s.SigningKey.Kid, in.db+"/"+s.Tenant.ID)
 	return s
 }
 

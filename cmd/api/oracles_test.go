@@ -494,3 +494,41 @@ func newGoroutines(base map[string]string) string {
 	}
 	return b.String()
 }
+
+// pusherTenants maps a Pusher key (a signing key's kid) to its tenant in the
+// ledger, for O2 on the Pusher clients, which know only their key.
+var pusherTenants sync.Map
+
+// checkPusherEvent is O2 for an event a Pusher client received: on a
+// channel it subscribed to, and, when the ledger has the event, its own
+// tenant's, as published. data is the event's data as the client decoded
+// it: pusher-js parses a JSON data string, the bare test client does not.
+func checkPusherEvent(t *testing.T, who, key string, subscribed bool, channel, typ, id string, data json.RawMessage) {
+	t.Helper()
+	if !subscribed {
+		t.Errorf("LEAK: %s got an event on %q, which it did not subscribe to", who, channel)
+	}
+	tenantID, ok := pusherTenants.Load(key)
+	if !ok || id == "" {
+		return
+	}
+	published.mu.Lock()
+	want, ok := published.events[tenantID.(string)][id]
+	published.mu.Unlock()
+	if !ok {
+		return // published by another door (a trigger, a client event)
+	}
+	if want.Channel != channel || want.Type != typ || !sameJSON(want.Data, data) {
+		t.Errorf("LEAK or corruption: %s of tenant %s got event %s as %s %s %s, published as %s %s %s",
+			who, tenantID, id, channel, typ, data, want.Channel, want.Type, want.Data)
+	}
+}
+
+// sameJSON reports whether a and b are the same JSON value.
+func sameJSON(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return string(a) == string(b)
+	}
+	return fmt.Sprint(x) == fmt.Sprint(y)
+}

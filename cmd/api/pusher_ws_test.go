@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,14 @@ import (
 // forged signatures. Everything a real app does is tested with pusher-js.
 type wsClient struct {
 	t        *testing.T
+	key      string
 	ws       *websocket.Conn
 	socketID string
 	msgs     chan wsMessage
 	closed   chan *websocket.CloseError
+
+	mu         sync.Mutex
+	subscribed map[string]bool // channels with subscription_succeeded, for O2
 }
 
 type wsMessage struct {
@@ -53,7 +58,7 @@ func dialPusher(t *testing.T, base, key string, query ...string) (*wsClient, *ht
 	if err != nil {
 		return nil, res, err
 	}
-	c := &wsClient{t: t, ws: ws, msgs: make(chan wsMessage, 1000), closed: make(chan *websocket.CloseError, 1)}
+	c := &wsClient{t: t, key: key, ws: ws, msgs: make(chan wsMessage, 1000), closed: make(chan *websocket.CloseError, 1), subscribed: map[string]bool{}}
 	go func() {
 		defer close(c.msgs)
 		for {
@@ -70,11 +75,29 @@ func dialPusher(t *testing.T, base, key string, query ...string) (*wsClient, *ht
 				t.Errorf("server sent a frame that is not JSON: %q", b)
 				continue
 			}
+			c.check(m)
 			c.msgs <- m
 		}
 	}()
 	t.Cleanup(func() { ws.Close() })
 	return c, res, nil
+}
+
+// check is O2 for one message: an event must be on a channel subscribed
+// to, and its tenant's, as published (see checkPusherEvent).
+func (c *wsClient) check(m wsMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case m.Event == "pusher_internal:subscription_succeeded":
+		c.subscribed[m.Channel] = true
+	case m.Channel != "" && !strings.HasPrefix(m.Event, "pusher"):
+		var data string
+		if json.Unmarshal(m.Data, &data) != nil {
+			c.t.Errorf("event %s data %s is not a string", m.Event, m.Data)
+		}
+		checkPusherEvent(c.t, "WebSocket "+c.socketID, c.key, c.subscribed[m.Channel], m.Channel, m.Event, m.ID, json.RawMessage(data))
+	}
 }
 
 // connectPusher dials and reads pusher:connection_established.

@@ -130,6 +130,9 @@ type pusherJS struct {
 	stderr *syncBuffer
 	exited chan struct{} // closed when stdout ends: the process is gone
 
+	key        string          // the app key, for O2
+	subscribed map[string]bool // channels reported subscribed, for O2
+
 	mu    sync.Mutex
 	all   []map[string]any
 	taken []bool        // lines already returned by waitFor
@@ -149,7 +152,7 @@ func startLaravelEcho(t *testing.T, cfg pusherConfig) *pusherJS {
 
 func startPusherDriver(t *testing.T, script string, cfg pusherConfig) *pusherJS {
 	t.Helper()
-	p := &pusherJS{t: t, name: script, stderr: &syncBuffer{}, exited: make(chan struct{}), more: make(chan struct{})}
+	p := &pusherJS{t: t, name: script, key: cfg.Key, stderr: &syncBuffer{}, exited: make(chan struct{}), more: make(chan struct{})}
 	p.cmd = exec.Command("node", script)
 	p.cmd.Dir = pusherDir(t)
 	p.cmd.Env = cfg.environ()
@@ -180,12 +183,36 @@ func (p *pusherJS) read(stdout io.Reader) {
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			line = map[string]any{"kind": "stdout", "text": sc.Text()}
 		}
+		p.check(line)
 		p.mu.Lock()
 		p.all = append(p.all, line)
 		p.taken = append(p.taken, false)
 		close(p.more)
 		p.more = make(chan struct{})
 		p.mu.Unlock()
+	}
+}
+
+// check is O2 for a driver's line: an event on a channel the driver
+// subscribed to, its tenant's as published (see checkPusherEvent).
+func (p *pusherJS) check(line map[string]any) {
+	channel, _ := line["channel"].(string)
+	event, _ := line["event"].(string)
+	switch {
+	case line["kind"] == "subscribed":
+		p.mu.Lock()
+		if p.subscribed == nil {
+			p.subscribed = map[string]bool{}
+		}
+		p.subscribed[channel] = true
+		p.mu.Unlock()
+	case line["kind"] == "event" && channel != "" && !strings.HasPrefix(event, "pusher:") && !strings.HasPrefix(event, "."):
+		p.mu.Lock()
+		subscribed := p.subscribed[channel]
+		p.mu.Unlock()
+		id, _ := line["id"].(string)
+		data, _ := json.Marshal(line["data"])
+		checkPusherEvent(p.t, p.name, p.key, subscribed, channel, event, id, data)
 	}
 }
 
