@@ -102,7 +102,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 
 	console := &admin.Console{
 		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Verifier: s.verifier, Tickets: s.tickets,
-		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry,
+		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry, Presence: s.presence,
 		Limits: s.limits, Status: s.status, Tenants: s.quotas, Signup: signup, PublicURL: cfg.PublicURL,
 	}
 	r.Route("/console", func(r chi.Router) {
@@ -139,6 +139,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Post("/tokens", console.HandleMintToken)
 			r.Get("/pusher", console.HandlePusher)
 			r.Post("/pusher/settings", console.HandlePusherSettings)
+			r.Get("/pusher/presence", console.HandlePresenceChannels)
+			r.Get("/pusher/presence/members", console.HandlePresenceMembers)
 		})
 	})
 

@@ -43,6 +43,7 @@ type Console struct {
 	Hub       *realtime.Hub
 	Publisher *realtime.Publisher
 	Registry  *realtime.Registry
+	Presence  Presence // presence channels' members, on every instance
 	Limits    *realtime.Limits
 	Status    *tenant.Status // which tenants the operator suspended
 	Tenants   *tenant.Cache  // tenants' settings, read and changed through the instance's cache

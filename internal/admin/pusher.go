@@ -16,7 +16,8 @@ import (
 
 // HandlePusher serves GET /console/pusher: the tenant's Pusher credentials
 // (app id = tenant id, key = a signing key's kid), snippets that use them,
-// and the settings form.
+// the settings form and the presence channels (with ?channel=, that
+// channel's members).
 func (c *Console) HandlePusher(w http.ResponseWriter, r *http.Request) {
 	s, err := c.Tenants.Settings(r.Context(), tenant.FromContext(r.Context()))
 	if err != nil {
@@ -77,7 +78,12 @@ func (c *Console) pusherPage(w http.ResponseWriter, r *http.Request, f views.For
 		c.fail(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, views.PusherPage(c.page(r, "Pusher compatibility", "pusher"), pusherInfo(c.PublicURL, tid, keys), f, saved))
+	pr, err := c.presence(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, views.PusherPage(c.page(r, "Pusher compatibility", "pusher"), pusherInfo(c.PublicURL, tid, keys), f, saved, pr))
 }
 
 // pusherInfo builds the page's credentials and snippets. Pusher clients
