@@ -460,3 +460,38 @@ func TestPusherAPIBadRequests(t *testing.T) {
 	watch.next("e")
 	otherWatch.quiet(300 * time.Millisecond)
 }
+
+// TestPusherAPIRate: PUBLISH_RATE holds for the key that signs Pusher
+// triggers as it does for an API key: beyond it, 429 with Retry-After in
+// Pusher's plain text, and nothing stored for the refused.
+func TestPusherAPIRate(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	cfg := testConfig()
+	cfg.PublishRate = 5
+	in := newInstance(t, db, cfg)
+	acme := in.signup("Acme")
+	path := "/apps/" + acme.Tenant.ID + "/events"
+	body := `{"name":"e","data":"x","channel":"private-a"}`
+	ok, limited := 0, 0
+	for range 20 {
+		res := in.do("POST", path+"?"+pusher.SignQuery(acme.SigningKey.Kid, []byte(acme.SigningKey.Secret), "POST", path, nil, []byte(body), time.Now()), "", body)
+		switch res.status {
+		case 200:
+			ok++
+		case 429:
+			limited++
+			if res.header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		default:
+			t.Fatalf("trigger = %d %s", res.status, res.body)
+		}
+	}
+	if limited == 0 || ok > 7 {
+		t.Errorf("%d triggers passed and %d were refused at PUBLISH_RATE=5, want about 5 to pass", ok, limited)
+	}
+	if n := pgtest.Count(t, db, `SELECT count(*) FROM events`); n != ok {
+		t.Errorf("%d events stored for %d accepted triggers", n, ok)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/hybridrt/hybridrt/examples"
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
@@ -51,7 +52,7 @@ func allowedMethods(r *chi.Mux, path string) []string {
 func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	signup := auth.SignupPolicy{Open: cfg.SignupOpen, OperatorToken: cfg.OperatorToken}
 	apiKey := auth.RequireAPIKey(log, s.keys)
-	limit := auth.RateLimit(s.shared, cfg.PublishRate)
+	keyRate := auth.RateLimit(s.shared, cfg.PublishRate)
 	active := tenant.RequireActive(log, s.status) // after the credential check: 403 tenant_suspended
 
 	r.Get("/healthz", handleHealthz)
@@ -90,9 +91,9 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Delete("/signing-keys/{kid}", auth.HandleRevokeSigningKey(log, s.signing))
 			r.Post("/tokens", auth.HandleMintToken(log, s.signing))
 
-			r.With(limit).Post("/events", realtime.HandlePublish(log, s.pub, s.limits))
-			r.With(limit).Post("/notifications", realtime.HandleNotify(log, s.pub, s.limits))
-			r.With(limit).Post("/dashboard", realtime.HandleDashboard(log, s.pub, s.limits))
+			r.With(keyRate).Post("/events", realtime.HandlePublish(log, s.pub, s.limits))
+			r.With(keyRate).Post("/notifications", realtime.HandleNotify(log, s.pub, s.limits))
+			r.With(keyRate).Post("/dashboard", realtime.HandleDashboard(log, s.pub, s.limits))
 			r.Get("/events", realtime.HandleHistory(log, s.store))
 			r.Get("/head", realtime.HandleHead(log, s.store))
 			r.Get("/connections", realtime.HandleConnections(log, s.registry))
@@ -145,7 +146,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	})
 
 	r.Route("/api/realtime", func(r chi.Router) {
-		r.With(withDeadline(apiDeadline), console.OrAPIKey(apiKey), active, limit).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
+		r.With(withDeadline(apiDeadline), console.OrAPIKey(apiKey), active, keyRate).Post("/test", realtime.HandleTest(log, s.pub, s.limits))
 
 		// Subscribers' pages live on the tenant's own origin: allow any origin.
 		// Safe, as these routes take bearer tokens and tickets, never cookies.
@@ -173,6 +174,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	pusherAPI := &pusher.API{
 		Log: log, Keys: s.verifier, Publisher: s.pub, Limits: s.limits, Counts: s.registry,
 		Presence: s.presence, Terminate: s.pusher.Terminate, Status: s.status,
+		KeyRate: func(kid string) bool { return s.shared.Allow(limit.SigningKeyRate(kid), cfg.PublishRate) },
 	}
 	r.Route("/apps/{appId}", func(r chi.Router) {
 		r.Use(withDeadline(apiDeadline))

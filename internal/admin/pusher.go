@@ -119,7 +119,7 @@ const pusher = new Pusher('%[1]s', {
   wssPort: %[3]s,
   forceTLS: %[4]t,
   enabledTransports: ['ws', 'wss'],
-  cluster: '',
+  cluster: 'mt1', // required by pusher-js 8, unused by hybridrt
   // Your backend signs private- and presence- subscriptions with the secret.
   channelAuthorization: { endpoint: '/broadcasting/auth' },
 });

@@ -87,6 +87,10 @@ func TenantRate(tenantID int64) string { return "pub:" + strconv.FormatInt(tenan
 // KeyRate names an API key's publish rate.
 func KeyRate(keyID int64) string { return "key:" + strconv.FormatInt(keyID, 10) }
 
+// SigningKeyRate names the publish rate of a signing key, which signs the
+// Pusher HTTP API's triggers as an API key authenticates hybridrt's own.
+func SigningKeyRate(kid string) string { return "skey:" + kid }
+
 // New returns a Shared on pool. The instances table's heartbeats say which
 // instances are alive: one whose heartbeat is older than dead no longer
 // counts, as its connections no longer do (realtime.InstanceDead). Until

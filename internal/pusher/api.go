@@ -68,7 +68,11 @@ type API struct {
 	Status interface {
 		Suspended(ctx context.Context, t tenant.ID) (bool, error)
 	}
-	Now func() time.Time
+	// KeyRate, when set, takes one request from the publish rate of the
+	// key that signed a trigger (PUBLISH_RATE, as for an API key), false
+	// when it is used up.
+	KeyRate func(kid string) bool
+	Now     func() time.Time
 }
 
 // Routes mounts the API on r, a router mounted at /apps/{appId}.
@@ -92,6 +96,7 @@ func (a *API) Routes(r chi.Router) {
 // apiCall is a request whose signature checked out.
 type apiCall struct {
 	r      *http.Request
+	key    string // the signing key that signed it
 	tenant tenant.ID
 	query  url.Values
 	body   []byte
@@ -204,7 +209,7 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request) (*apiCall, error) {
 			return nil, &apiError{http.StatusForbidden, "App disabled: this app is suspended by the operator of this service; nothing was done"}
 		}
 	}
-	return &apiCall{r: r, tenant: id, query: q, body: body}, nil
+	return &apiCall{r: r, key: p.key, tenant: id, query: q, body: body}, nil
 }
 
 // respond answers v as JSON, or err as Pusher does: a status and a line of
@@ -479,9 +484,20 @@ func (a *API) publish(c *apiCall, cfg realtime.PublishConfig, drafts []realtime.
 	return nil
 }
 
+// takePublish takes a trigger request from the signing key's rate and the
+// tenant's, and returns the tenant's publish limits.
+func (a *API) takePublish(c *apiCall) (realtime.PublishConfig, error) {
+	if a.KeyRate != nil && !a.KeyRate(c.key) {
+		return realtime.PublishConfig{}, web.NewProblem(http.StatusTooManyRequests, "rate_limited",
+			"this key sent more triggers a second than the server allows (PUBLISH_RATE); slow down, or batch events").
+			WithHeader("Retry-After", "1")
+	}
+	return a.Limits.TakePublish(c.ctx(), c.tenant)
+}
+
 // trigger serves POST /apps/{appId}/events.
 func (a *API) trigger(c *apiCall) (any, error) {
-	cfg, err := a.Limits.TakePublish(c.ctx(), c.tenant)
+	cfg, err := a.takePublish(c)
 	if err != nil {
 		return nil, err
 	}
@@ -527,7 +543,7 @@ func (a *API) trigger(c *apiCall) (any, error) {
 
 // triggerBatch serves POST /apps/{appId}/batch_events.
 func (a *API) triggerBatch(c *apiCall) (any, error) {
-	cfg, err := a.Limits.TakePublish(c.ctx(), c.tenant)
+	cfg, err := a.takePublish(c)
 	if err != nil {
 		return nil, err
 	}

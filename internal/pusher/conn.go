@@ -173,7 +173,10 @@ func (c *conn) take() (out []outFrame, channels map[string]int64, closing *close
 func (c *conn) write() {
 	defer c.cleanup()
 	cfg := c.d.Config
-	ping := time.NewTicker(cfg.ActivityTimeout / 2)
+	// Look for silence often enough that the ping goes out well before the
+	// read deadline (activity + pong timeout) drops a client that would
+	// have answered it: a client that only receives never pings itself.
+	ping := time.NewTicker(min(cfg.ActivityTimeout, cfg.PongTimeout) / 3)
 	defer ping.Stop()
 	keyCheck := time.NewTicker(cfg.KeyCheck)
 	defer keyCheck.Stop()
