@@ -48,7 +48,7 @@ func TestConsolePusher(t *testing.T) {
 		`data-pusher-key="` + acme.SigningKey.Kid + `"`,
 		// pusher-js
 		`new Pusher('` + acme.SigningKey.Kid + `', {`, `wsHost: 'rt.example.com'`, `wsPort: 8443`, `forceTLS: true`,
-		`enabledTransports: ['ws', 'wss']`, `cluster: ''`, `channelAuthorization: { endpoint: '/broadcasting/auth' }`,
+		`enabledTransports: ['ws', 'wss']`, `cluster: 'mt1'`, `channelAuthorization: { endpoint: '/broadcasting/auth' }`,
 		// .env
 		"PUSHER_APP_ID=" + acme.Tenant.ID + "\n", "PUSHER_APP_KEY=" + acme.SigningKey.Kid + "\n", "PUSHER_APP_SECRET=",
 		"PUSHER_HOST=rt.example.com\n", "PUSHER_PORT=8443\n", "PUSHER_SCHEME=https\n", `VITE_PUSHER_APP_KEY="${PUSHER_APP_KEY}"`, `VITE_PUSHER_HOST="${PUSHER_HOST}"`,
