@@ -245,24 +245,7 @@ func TestPusherJSChromium(t *testing.T) {
 			t.Fatalf("%s: %v", js, err)
 		}
 	}
-	waitResult := func(pred func(map[string]any) bool) map[string]any {
-		t.Helper()
-		var results []map[string]any
-		for range 150 {
-			var err error
-			if results, err = chromedp.Run(ctx, chromedp.Evaluate[[]map[string]any](`window.results`)); err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range results {
-				if pred(r) {
-					return r
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("no such result in the page within 15 s: %v", results)
-		return nil
-	}
+	waitResult := func(pred func(map[string]any) bool) map[string]any { t.Helper(); return waitPageResult(t, ctx, pred) }
 	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/")); err != nil {
 		t.Fatal(err)
 	}

@@ -387,6 +387,27 @@ func pusherCall(cfg pusherConfig, argv []string, dir string, call map[string]any
 	return line, nil
 }
 
+// waitPageResult returns the first of browser.html's window.results that
+// pred accepts, waiting up to 15 s for it.
+func waitPageResult(t *testing.T, ctx context.Context, pred func(map[string]any) bool) map[string]any {
+	t.Helper()
+	var results []map[string]any
+	for range 150 {
+		var err error
+		if results, err = chromedp.Run(ctx, chromedp.Evaluate[[]map[string]any](`window.results`)); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range results {
+			if pred(r) {
+				return r
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no such result in the page within 15 s: %v", results)
+	return nil
+}
+
 // pusherPageHandler serves browser.html at /, pusher-js's web builds beside
 // it (/pusher.min.js, /pusher-with-encryption.min.js) and the endpoints an
 // app's backend would: POST /pusher/auth (channel authorization) and POST
@@ -687,24 +708,7 @@ func TestPusherDriversSoketi(t *testing.T) {
 		for _, ch := range []string{news, orders, room} {
 			run(fmt.Sprintf(`pusherTest.subscribe(%q)`, ch))
 		}
-		waitResults := func(pred func(map[string]any) bool) map[string]any {
-			t.Helper()
-			var results []map[string]any
-			for range 100 {
-				var err error
-				if results, err = chromedp.Run(ctx, chromedp.Evaluate[[]map[string]any](`window.results`)); err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range results {
-					if pred(r) {
-						return r
-					}
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			t.Fatalf("no such result in the page: %v", results)
-			return nil
-		}
+		waitResults := func(pred func(map[string]any) bool) map[string]any { t.Helper(); return waitPageResult(t, ctx, pred) }
 		for _, ch := range []string{news, orders, room} {
 			waitResults(pusherLine("subscribed", "channel", ch))
 		}
