@@ -218,13 +218,7 @@ func TestConsolePresenceBrowser(t *testing.T) {
 	connectPusher(t, in.url, key).joinAsXSS(key, secret, "presence-room")
 	connectPusher(t, in.url, key).joinPresence(key, secret, "presence-a-rather-long-channel-name-for-a-narrow-screen", "bob")
 
-	tab := openConsoleTab(t, newBrowser(t, ctx), "tab", false)
-	tab.open(in.url + "/console/login")
-	tab.do("log in",
-		chromedp.SendKeys(chromedp.CSS("#f-apiKey"), acme.APIKey),
-		chromedp.Click(chromedp.CSS(`form[action="/console/login"] button[type="submit"]`)),
-	)
-	tab.waitFor("the overview", `location.pathname === '/console/overview'`, consoleStepWait)
+	tab := loggedInTab(t, ctx, in, acme.APIKey)
 	tab.open(in.url + "/console/pusher")
 	tab.do("narrow the window", chromedp.EmulateViewport(375, 812))
 	tab.waitFor("the presence channels", `document.querySelectorAll('#presence-channels tr[data-presence-channel]').length === 2`, consoleStepWait)

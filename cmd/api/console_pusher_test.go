@@ -182,13 +182,7 @@ func TestConsolePusherBrowser(t *testing.T) {
 	t.Cleanup(cancel)
 	in := newInstance(t, pgtest.NewDB(t), testConfig())
 	acme := in.signup("Acme")
-	tab := openConsoleTab(t, newBrowser(t, ctx), "tab", false)
-	tab.open(in.url + "/console/login")
-	tab.do("log in",
-		chromedp.SendKeys(chromedp.CSS("#f-apiKey"), acme.APIKey),
-		chromedp.Click(chromedp.CSS(`form[action="/console/login"] button[type="submit"]`)),
-	)
-	tab.waitFor("the overview", `location.pathname === '/console/overview'`, consoleStepWait)
+	tab := loggedInTab(t, ctx, in, acme.APIKey)
 
 	tab.open(in.url + "/console/pusher")
 	tab.do("narrow the window", chromedp.EmulateViewport(375, 812))
@@ -213,4 +207,17 @@ func TestConsolePusherBrowser(t *testing.T) {
 	if got := settingsOf(t, in, acme.APIKey); !reflect.DeepEqual(got["publicChannels"], []any{"news"}) || got["clientEvents"] != true {
 		t.Errorf("settings after the keyboard form = %v, want news public and client events on", got)
 	}
+}
+
+// loggedInTab opens a Chromium tab on in's console, logged in with apiKey.
+func loggedInTab(t *testing.T, ctx context.Context, in *instance, apiKey string) *consoleTab {
+	t.Helper()
+	tab := openConsoleTab(t, newBrowser(t, ctx), "tab", false)
+	tab.open(in.url + "/console/login")
+	tab.do("log in",
+		chromedp.SendKeys(chromedp.CSS("#f-apiKey"), apiKey),
+		chromedp.Click(chromedp.CSS(`form[action="/console/login"] button[type="submit"]`)),
+	)
+	tab.waitFor("the overview", `location.pathname === '/console/overview'`, consoleStepWait)
+	return tab
 }
