@@ -78,7 +78,7 @@ type closeFrame struct {
 
 // subscription is one channel of a connection.
 type subscription struct {
-	cacheID  int64 // the cached event sent on subscribe, not to be sent again
+	cache    bool // a cache- channel: its last event goes first
 	watcher  *presence.Watcher
 	ready    bool // subscription_succeeded is queued: member changes may follow
 	pending  []presence.Change
@@ -154,14 +154,16 @@ func (c *conn) closeWith(code int, reason string) {
 }
 
 // take returns, and clears, what read and presence left for write.
-func (c *conn) take() (out []outFrame, channels map[string]int64, closing *closeFrame) {
+// channels maps every subscribed channel to whether it is a cache channel,
+// or is nil when they did not change.
+func (c *conn) take() (out []outFrame, channels map[string]bool, closing *closeFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out, c.out = c.out, nil
 	if c.changed {
-		channels = make(map[string]int64, len(c.channels))
+		channels = make(map[string]bool, len(c.channels))
 		for name, s := range c.channels {
-			channels[name] = s.cacheID
+			channels[name] = s.cache
 		}
 		c.changed = false
 	}
@@ -185,7 +187,8 @@ func (c *conn) write() {
 	for {
 		out, channels, closing := c.take()
 		if channels != nil {
-			c.activate(channels)
+			// After the replies (subscription_succeeded), before any event.
+			out = append(out, c.activate(channels)...)
 		}
 		if len(out) > 0 {
 			if c.send(out...) != nil {
@@ -265,22 +268,39 @@ func (c *conn) write() {
 }
 
 // activate takes the channels read subscribed to into the hub
-// subscription. A new channel's events count from the cursor on, or after
-// the cached event sent on subscribe.
-func (c *conn) activate(channels map[string]int64) {
+// subscription. A new channel's events count from the cursor on. A new
+// cache channel first gets its last event, read now: the latest up to the
+// cursor, or one past it, from which its events then count; so the client
+// has the channel's current state and every change after it, once.
+func (c *conn) activate(channels map[string]bool) []outFrame {
+	var frames []outFrame
 	starts := make(map[string]int64, len(channels))
 	names := make([]string, 0, len(channels))
-	for name, cacheID := range channels {
+	for name, cache := range channels {
+		names = append(names, name)
 		if start, ok := c.starts[name]; ok {
 			starts[name] = start
-		} else {
-			starts[name] = max(c.cursor, cacheID)
+			continue
 		}
-		names = append(names, name)
+		starts[name] = c.cursor
+		if !cache {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
+		last, err := c.d.Store.Last(ctx, c.tenantID, name)
+		cancel()
+		if err != nil || last == nil { // a store error: no cache is better than no subscription
+			frames = append(frames, outFrame{b: []byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`)})
+			cacheMisses.Inc()
+			continue
+		}
+		frames = append(frames, outFrame{pm: eventFrame(last)})
+		starts[name] = max(c.cursor, last.ID)
 	}
 	slices.Sort(names)
 	c.starts = starts
 	c.sub.Set(names)
+	return frames
 }
 
 // send writes frames within the write timeout.

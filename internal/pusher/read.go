@@ -162,7 +162,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 		}
 	}
 
-	s := &subscription{presence: k.presence}
+	s := &subscription{presence: k.presence, cache: k.cache} // write sends a cache channel's last event
 	var frames []outFrame
 	if k.presence {
 		member, err := parseChannelData(channelData)
@@ -192,17 +192,6 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 		frames = append(frames, outFrame{b: jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))})
 	} else {
 		frames = append(frames, outFrame{b: frame("pusher_internal:subscription_succeeded", name, "{}")})
-	}
-	if k.cache {
-		last, err := c.d.Store.Last(ctx, c.tenantID, name)
-		switch {
-		case err != nil || last == nil: // a store error: no cache is better than no subscription
-			frames = append(frames, outFrame{b: []byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`)})
-			cacheMisses.Inc()
-		default:
-			s.cacheID = last.ID
-			frames = append(frames, outFrame{pm: eventFrame(last)})
-		}
 	}
 
 	c.mu.Lock()
