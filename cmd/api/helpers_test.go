@@ -135,6 +135,8 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 			t.Errorf("SSE streams still running 15 s after the hub closed: %v", err)
 		} else if n := svc.registry.Count(); n != 0 {
 			t.Errorf("O4: %d connections still registered after the instance shut down", n)
+		} else if n := presenceLeft(pool, svc.registry.InstanceID()); n > 0 {
+			t.Errorf("O4: %d presence members of this instance left behind after it shut down", n)
 		}
 		cancel()
 		if err := g.Wait(); err != nil {
@@ -142,6 +144,17 @@ func startInstance(t *testing.T, pool *pgxpool.Pool, cfg Config) *instance {
 		}
 	})
 	return in
+}
+
+// presenceLeft counts the presence members an instance left in the
+// database, or -1 when the database cannot say (a fault test stopped it).
+func presenceLeft(pool *pgxpool.Pool, instanceID string) int {
+	var n int
+	err := pool.QueryRow(context.Background(), `SELECT count(*) FROM presence_members WHERE instance_id = $1`, instanceID).Scan(&n)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // loopbackClient returns an HTTP client whose connections come from the
