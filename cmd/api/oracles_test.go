@@ -29,8 +29,10 @@ package main
 // problem+json; every WebSocket client of the tests (wsClient, and the real
 // pusher-js clients) checks each event it receives against the ledger (O2:
 // its own tenant's event, on a channel it subscribed to); signing secrets
-// and Pusher auth signatures are looked for in the logs (O6); and the
-// connections gauge and goroutines of serial tests include the WebSockets (O4).
+// are looked for in the logs (O6), the access log redacting auth_signature;
+// the connections gauge and goroutines of serial tests include the
+// WebSockets, and an instance that shut down must leave no presence member
+// in the database (O4).
 
 import (
 	"bufio"
