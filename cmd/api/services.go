@@ -71,6 +71,7 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		Log: log, Hub: s.hub, Store: store, Registry: s.registry, Keys: s.verifier, Settings: quotas,
 		Presence: s.presence, Publisher: s.pub, Limits: s.limits, Pool: pool, Config: cfg.Pusher,
 	}
+	s.pusher.Init()
 	// The doors' notifications share the instance's one LISTEN connection.
 	s.hub.AlsoListen(s.presence.Notified())
 	s.hub.AlsoListen(s.pusher.Notified())
@@ -84,9 +85,6 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 // limits with the other instances.
 func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logger, cfg Config) {
 	s.hub.ProbeEvery = cfg.Stream.Heartbeat
-	if err := s.pusher.Init(ctx); err != nil {
-		g.Go(func() error { return err }) // the migrations just ran: the database is there
-	}
 	g.Go(func() error { return s.hub.Listen(ctx, cfg.DatabaseURL, log) })
 	g.Go(func() error { return s.pub.Run(ctx) })
 	g.Go(func() error { return s.registry.Run(ctx, log) })

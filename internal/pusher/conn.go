@@ -86,13 +86,13 @@ type subscription struct {
 	user     string // the member this connection is, on a presence channel
 }
 
-func (d *Door) newConn(r *http.Request, ws *websocket.Conn) *conn {
+func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ua := r.UserAgent()
 	if len(ua) > 300 {
 		ua = ua[:300]
 	}
-	socketID := strconv.FormatInt(d.prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
+	socketID := strconv.FormatInt(prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
 	c := &conn{
 		d: d, ws: ws, socketID: socketID,
 		info: &realtime.Conn{

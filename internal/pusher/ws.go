@@ -79,7 +79,8 @@ type Door struct {
 	Pool      *pgxpool.Pool
 	Config    Config
 
-	prefix   int64        // this instance's socket id prefix, unique across instances
+	prefixMu sync.Mutex
+	prefix   int64        // this instance's socket id prefix, unique across instances; 0 until taken
 	sockets  atomic.Int64 // the last socket number handed out
 	upgrader websocket.Upgrader
 
@@ -87,12 +88,8 @@ type Door struct {
 	conns map[*conn]struct{}
 }
 
-// Init readies the door, with a socket id prefix of its own taken from the
-// database: socket ids are prefix.n, unique across the instances sharing it.
-func (d *Door) Init(ctx context.Context) error {
-	if err := d.Pool.QueryRow(ctx, `SELECT nextval('pusher_socket_prefix')`).Scan(&d.prefix); err != nil {
-		return fmt.Errorf("pusher: take a socket id prefix: %w", err)
-	}
+// Init readies the door; call it once, before it serves.
+func (d *Door) Init() {
 	d.sockets.Store(rand.Int64N(1 << 20))
 	d.conns = map[*conn]struct{}{}
 	d.upgrader = websocket.Upgrader{
@@ -107,7 +104,21 @@ func (d *Door) Init(ctx context.Context) error {
 			web.Error(w, status, "websocket_upgrade", reason.Error()+": connect with a WebSocket client such as pusher-js")
 		},
 	}
-	return nil
+}
+
+// socketPrefix returns this instance's socket id prefix, taking it from a
+// database sequence the first time: socket ids are prefix.n, unique across
+// the instances that share the database. Taken on first use, not at start,
+// so an instance starts (and says it is not ready) while the database is away.
+func (d *Door) socketPrefix(ctx context.Context) (int64, error) {
+	d.prefixMu.Lock()
+	defer d.prefixMu.Unlock()
+	if d.prefix == 0 {
+		if err := d.Pool.QueryRow(ctx, `SELECT nextval('pusher_socket_prefix')`).Scan(&d.prefix); err != nil {
+			return 0, fmt.Errorf("pusher: take a socket id prefix: %w", err)
+		}
+	}
+	return d.prefix, nil
 }
 
 // ServeHTTP upgrades GET /app/{key} and serves the connection.
@@ -117,7 +128,14 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered
 	}
-	c := d.newConn(r, ws)
+	prefix, err := d.socketPrefix(r.Context())
+	c := d.newConn(r, ws, prefix)
+	if err != nil {
+		d.Log.Warn("pusher: cannot number the connection; refused it", "err", err)
+		upgrades.WithLabelValues(strconv.Itoa(codeReconnect)).Inc()
+		c.refuse(codeReconnect, "The service is unavailable; reconnect")
+		return
+	}
 	if code, reason := d.admit(r, c, key); code != 0 {
 		upgrades.WithLabelValues(strconv.Itoa(code)).Inc()
 		c.refuse(code, reason)
