@@ -26,9 +26,9 @@ type streamConfig struct {
 	bufSize int        // read buffer size: larger buffers mean fewer reads, but cost memory per subscriber
 }
 
-// subscriber is one SSE or WebSocket connection and what it received. Only its own
-// goroutine touches ids and the counters without atomics; main reads them
-// after that goroutine has returned.
+// subscriber is one SSE or WebSocket connection and what it received. Only
+// its own goroutine touches ids and the counters without atomics; main reads
+// them after that goroutine has returned.
 type subscriber struct {
 	cfg *streamConfig
 
