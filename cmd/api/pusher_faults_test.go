@@ -126,3 +126,32 @@ func TestPusherListenerKilled(t *testing.T) {
 	receiver.quiet(500 * time.Millisecond)
 	sender.quiet(100 * time.Millisecond) // never its own
 }
+
+// TestPusherShutdown: an instance shutting down closes its sockets with
+// 4100, so pusher-js reconnects after a back-off, elsewhere, and refuses
+// new ones the same way; the hub's wait for its streams includes them.
+func TestPusherShutdown(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	key, secret := acme.SigningKey.Kid, acme.SigningKey.Secret
+	c := connectPusher(t, in.url, key)
+	c.joinPresence(key, secret, "presence-room", "ann")
+	in.svc.hub.Close()
+	if code := c.closeCode(); code != 4100 {
+		t.Errorf("closed with %d at shutdown, want 4100", code)
+	}
+	late, _, err := dialPusher(t, in.url, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := late.closeCode(); code != 4100 {
+		t.Errorf("a connection during shutdown closed with %d, want 4100", code)
+	}
+	if err := in.svc.hub.WaitStreams(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := in.presenceCount(acme, "presence-room"); n != 0 {
+		t.Errorf("%d members left after shutdown", n)
+	}
+}

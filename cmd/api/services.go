@@ -95,4 +95,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.status.Run(ctx, log) })
 	g.Go(func() error { return s.shared.Run(ctx, log, s.registry.InstanceID()) })
 	g.Go(func() error { return s.presence.Run(ctx, log) })
+	g.Go(func() error { return s.pusher.Run(ctx) })
 }

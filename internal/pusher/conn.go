@@ -30,10 +30,13 @@ const readBatch = 500
 // reading is cut off.
 const maxQueued = 1024
 
-// conn is one WebSocket connection. Two goroutines serve it: read handles
-// what the client sends, in order, and write sends everything the client
-// gets, so only write ever writes to the socket (gorilla/websocket allows
-// one writer) and frames leave in the order they were queued.
+// conn is one WebSocket connection. The read goroutine handles what the
+// client sends, in order. write sends everything the client gets: it runs
+// only while there is something to send (poke starts it), so an idle
+// connection holds one goroutine, not two. At most one write runs at a
+// time, so only it writes to the socket (gorilla/websocket allows one
+// writer) and frames leave in the order they were queued; its state passes
+// from one run to the next through the running flag.
 type conn struct {
 	d        *Door
 	ws       *websocket.Conn
@@ -48,7 +51,11 @@ type conn struct {
 	cancel     context.CancelFunc
 	readerDone chan struct{}
 	lastRead   atomic.Int64           // unix nanoseconds of the last message read
+	pinged     atomic.Bool            // sent pusher:ping since the last message read
 	user       atomic.Pointer[string] // signed in as (pusher:signin)
+
+	running atomic.Bool // a write is running, or the connection is over
+	pending atomic.Bool // something for write arrived since it last looked
 
 	clientEvents *rate.Limiter
 	subscribes   *rate.Limiter
@@ -59,11 +66,11 @@ type conn struct {
 	channels map[string]*subscription // subscribed, by name
 	changed  bool                     // channels changed since write last looked
 	closing  *closeFrame
-	kick     chan struct{} // capacity one: write has something to do
 
 	// write's own.
 	cursor int64            // the id up to which events were looked at
 	starts map[string]int64 // per channel: events up to this id predate the subscription
+	live   bool             // past the first read: deliveries are live, for the latency histogram
 }
 
 type outFrame struct {
@@ -103,7 +110,6 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 		clientEvents: rate.NewLimiter(rate.Limit(d.Config.ClientEventRate), d.Config.ClientEventRate),
 		subscribes:   rate.NewLimiter(rate.Limit(d.Config.SubscribeRate), d.Config.MaxChannels),
 		channels:     map[string]*subscription{},
-		kick:         make(chan struct{}, 1),
 		starts:       map[string]int64{},
 	}
 	c.lastRead.Store(time.Now().UnixNano())
@@ -135,10 +141,12 @@ func (c *conn) queueFrames(fs ...outFrame) {
 	c.poke()
 }
 
+// poke tells write there is something to do, starting it unless it runs:
+// new frames, new events (the hub calls it), the reader gone. It never blocks.
 func (c *conn) poke() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
+	c.pending.Store(true)
+	if c.running.CompareAndSwap(false, true) {
+		go c.write()
 	}
 }
 
@@ -170,42 +178,57 @@ func (c *conn) take() (out []outFrame, channels map[string]bool, closing *closeF
 	return out, channels, c.closing
 }
 
-// write sends the connection's frames and events until it ends, then
-// releases everything the connection held.
+// write sends what there is to send: replies, member changes, events.
+// It returns when nothing is left, or ends the connection (close frame,
+// cleanup) when that is what is left to do.
 func (c *conn) write() {
-	defer c.cleanup()
-	cfg := c.d.Config
-	// Look for silence often enough that the ping goes out well before the
-	// read deadline (activity + pong timeout) drops a client that would
-	// have answered it: a client that only receives never pings itself.
-	ping := time.NewTicker(min(cfg.ActivityTimeout, cfg.PongTimeout) / 3)
-	defer ping.Stop()
-	keyCheck := time.NewTicker(cfg.KeyCheck)
-	defer keyCheck.Stop()
-	pinged := false
-	live := false
 	for {
-		out, channels, closing := c.take()
-		if channels != nil {
-			// After the replies (subscription_succeeded), before any event.
-			out = append(out, c.activate(channels)...)
-		}
-		if len(out) > 0 {
-			if c.send(out...) != nil {
-				return
-			}
-		}
-		if closing != nil {
-			c.sendClose(closing.code, closing.reason)
+		c.pending.Store(false)
+		if !c.writeOnce() {
+			c.cleanup() // running stays set: no write starts again
 			return
 		}
+		// Idle: stop, unless a poke came since the top of the loop, which
+		// either set pending before we clear running, or sees running
+		// cleared and starts another write.
+		c.running.Store(false)
+		if !c.pending.Load() || !c.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
 
+// writeOnce sends everything waiting, and reports whether the connection
+// goes on.
+func (c *conn) writeOnce() bool {
+	out, channels, closing := c.take()
+	if channels != nil {
+		// After the replies (subscription_succeeded), before any event.
+		out = append(out, c.activate(channels)...)
+	}
+	if len(out) > 0 && c.send(out...) != nil {
+		return false
+	}
+	if closing != nil {
+		c.sendClose(closing.code, closing.reason)
+		return false
+	}
+	select {
+	case <-c.readerDone:
+		// The client left, or read ended it (and said why in closing,
+		// taken above, unless it had nothing to say).
+		c.sendClose(websocket.CloseNormalClosure, "")
+		return false
+	default:
+	}
+
+	for {
 		evs, scanned, err := c.sub.After(c.ctx, c.cursor, readBatch)
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.sendClose(codeReconnect, "The service is unavailable; reconnect")
 			}
-			return
+			return false
 		}
 		c.cursor = scanned
 		var frames []outFrame
@@ -218,51 +241,13 @@ func (c *conn) write() {
 		}
 		if len(frames) > 0 {
 			if c.send(frames...) != nil {
-				return
+				return false
 			}
-			realtime.ObserveDelivery("websocket", len(frames), evs[len(evs)-1].Time, live)
+			realtime.ObserveDelivery("websocket", len(frames), evs[len(evs)-1].Time, c.live)
 		}
-		if len(evs) == readBatch {
-			continue
-		}
-		live = true
-
-		select {
-		case <-c.kick:
-		case <-c.sub.Wake():
-		case <-c.readerDone:
-			// The client left, or read ended it: send what read left last.
-			out, _, closing := c.take()
-			_ = c.send(out...)
-			if closing == nil {
-				closing = &closeFrame{websocket.CloseNormalClosure, ""}
-			}
-			c.sendClose(closing.code, closing.reason)
-			return
-		case <-c.d.Hub.Done():
-			// Shutting down: pusher-js reconnects after a back-off, to
-			// another instance, with its subscriptions.
-			c.sendClose(codeOverCapacity, "Server shutting down; reconnect")
-			return
-		case <-c.info.TenantSuspended():
-			c.sendClose(codeAppDisabled, "This app is suspended by the operator of this service")
-			return
-		case <-keyCheck.C:
-			if ok, err := c.d.Keys.KeyActive(c.ctx, c.key); err == nil && !ok {
-				c.sendClose(codeUnauthorized, "The app key was revoked")
-				return
-			}
-		case <-ping.C:
-			idle := time.Since(time.Unix(0, c.lastRead.Load()))
-			switch {
-			case idle < cfg.ActivityTimeout:
-				pinged = false
-			case !pinged:
-				pinged = true
-				if c.send(outFrame{b: frame("pusher:ping", "", "{}")}) != nil {
-					return
-				}
-			}
+		if len(evs) < readBatch {
+			c.live = true
+			return true
 		}
 	}
 }

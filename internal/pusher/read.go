@@ -23,7 +23,10 @@ const opTimeout = 5 * time.Second
 
 // read handles the client's messages, in order, until the connection ends.
 func (c *conn) read() {
-	defer close(c.readerDone)
+	defer func() {
+		close(c.readerDone)
+		c.poke() // write ends the connection
+	}()
 	cfg := c.d.Config
 	c.ws.SetReadLimit(cfg.MaxMessage)
 	for {
@@ -40,6 +43,7 @@ func (c *conn) read() {
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		c.pinged.Store(false)
 		if typ != websocket.TextMessage {
 			c.closeWith(websocket.CloseUnsupportedData, "binary messages are not part of the Pusher protocol")
 			return

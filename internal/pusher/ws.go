@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,7 +97,7 @@ func (d *Door) Init() {
 	d.upgrader = websocket.Upgrader{
 		// A small read buffer held for the connection's life, and write
 		// buffers from a pool: an idle connection holds neither much.
-		ReadBufferSize:  1024,
+		ReadBufferSize:  256,
 		WriteBufferPool: &sync.Pool{},
 		// pusher-js connects from any page: the app key is public, and
 		// private channels need the tenant backend's signature anyway.
@@ -144,7 +146,7 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgrades.WithLabelValues("ok").Inc()
 	c.release = d.Hub.Hold()
 	go c.read()
-	go c.write()
+	c.poke() // write sends connection_established
 }
 
 // hijacker lets gorilla/websocket take the connection through middleware
@@ -159,6 +161,11 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // registers it, or returns the close code and reason that refuse it.
 func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	ctx := r.Context()
+	select {
+	case <-d.Hub.Done():
+		return codeOverCapacity, "Server shutting down; reconnect"
+	default:
+	}
 	switch v := r.URL.Query().Get("protocol"); {
 	case v == "":
 		return codeNoProtocol, "No protocol version supplied: connect with ?protocol=7"
@@ -207,7 +214,7 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	default:
 	}
 	c.cursor = cursor
-	c.sub = d.Hub.Subscribe(tenantID, []string{}) // channels come with pusher:subscribe
+	c.sub = d.Hub.SubscribeFunc(tenantID, []string{}, c.poke) // channels come with pusher:subscribe
 	d.mu.Lock()
 	d.conns[c] = struct{}{}
 	d.mu.Unlock()
@@ -216,6 +223,71 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 		"activity_timeout": int(d.Config.ActivityTimeout.Seconds()),
 	}))
 	return 0, ""
+}
+
+// Run looks after the door's connections until ctx ends, one sweep for all
+// of them rather than timers per connection: it pings the silent ones,
+// closes those whose key was revoked or whose tenant was suspended, and,
+// when the hub shuts down, asks every client to reconnect elsewhere.
+func (d *Door) Run(ctx context.Context) error {
+	cfg := d.Config
+	// Often enough that the ping goes out well before the read deadline
+	// (activity + pong timeout) drops a client that would have answered
+	// it: a client that only receives never pings itself.
+	sweep := time.NewTicker(min(cfg.ActivityTimeout, cfg.PongTimeout) / 3)
+	defer sweep.Stop()
+	lastKeyCheck := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.Hub.Done():
+			// Shutting down: pusher-js reconnects after a back-off, to
+			// another instance, with its subscriptions.
+			for _, c := range d.live() {
+				c.closeWith(codeOverCapacity, "Server shutting down; reconnect")
+			}
+			<-ctx.Done()
+			return nil
+		case <-sweep.C:
+		}
+		now := time.Now()
+		checkKeys := now.Sub(lastKeyCheck) >= cfg.KeyCheck
+		if checkKeys {
+			lastKeyCheck = now
+		}
+		revoked := map[string]bool{} // by key, asked once a sweep
+		for _, c := range d.live() {
+			if now.Sub(time.Unix(0, c.lastRead.Load())) >= cfg.ActivityTimeout && c.pinged.CompareAndSwap(false, true) {
+				c.queue(frame("pusher:ping", "", "{}"))
+			}
+			select {
+			case <-c.info.TenantSuspended():
+				c.closeWith(codeAppDisabled, "This app is suspended by the operator of this service")
+				continue
+			default:
+			}
+			if !checkKeys {
+				continue
+			}
+			gone, ok := revoked[c.key]
+			if !ok {
+				active, err := d.Keys.KeyActive(ctx, c.key)
+				gone = err == nil && !active // an error: ask again next time
+				revoked[c.key] = gone
+			}
+			if gone {
+				c.closeWith(codeUnauthorized, "The app key was revoked")
+			}
+		}
+	}
+}
+
+// live returns the door's connections.
+func (d *Door) live() []*conn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Collect(maps.Keys(d.conns))
 }
 
 // Notified is the door's share of the instance's LISTEN connection: asks

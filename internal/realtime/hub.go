@@ -68,6 +68,7 @@ type Subscription struct {
 	channels map[string]bool
 	list     []string // nil when all
 	wake     chan struct{}
+	notify   func() // instead of wake, when set (SubscribeFunc)
 }
 
 // wants reports whether the subscription reads channel c.
@@ -128,6 +129,17 @@ func (h *Hub) Listening() bool { return h.listening.Load() }
 // wakes the stream.
 func (h *Hub) Subscribe(tenantID tenant.ID, channels []string) *Subscription {
 	s := &Subscription{hub: h, channels: make(map[string]bool, len(channels)), list: channels, wake: make(chan struct{}, 1)}
+	for _, c := range channels {
+		s.channels[c] = true
+	}
+	return h.join(tenantID, s)
+}
+
+// SubscribeFunc is Subscribe for a stream that is not a goroutine waiting
+// on Wake: notify is called instead, from the hub's own goroutines, and
+// must not block. A door whose idle connections hold no goroutine uses it.
+func (h *Hub) SubscribeFunc(tenantID tenant.ID, channels []string, notify func()) *Subscription {
+	s := &Subscription{hub: h, channels: make(map[string]bool, len(channels)), list: append([]string{}, channels...), notify: notify}
 	for _, c := range channels {
 		s.channels[c] = true
 	}
@@ -352,6 +364,10 @@ func (r *room) ingest(evs []*Event) {
 // signal wakes s without blocking: a full channel already holds a wake-up,
 // which is all the subscriber needs.
 func (s *Subscription) signal() {
+	if s.notify != nil {
+		s.notify()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
