@@ -31,6 +31,7 @@ import (
 
 	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/internal/ssetest"
+	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
@@ -904,10 +905,24 @@ func TestNginx(t *testing.T) {
 		cfg.Env = []string{"NODE_EXTRA_CA_CERTS=" + filepath.Join(nx.dir, "nginx.crt")}
 		p := startPusherJS(t, cfg)
 		p.socketID()
-		for _, ch := range []string{"ws-news", "private-ws"} {
-			p.do(map[string]any{"op": "subscribe", "channel": ch})
-			p.waitFor(pusherLine("subscribed", "channel", ch), 10*time.Second)
+		// The socket may be on the other instance, which sees the new
+		// setting within tenant.CacheTTL: subscribe again until it does.
+		for deadline := time.Now().Add(tenant.CacheTTL + 2*time.Second); ; {
+			p.do(map[string]any{"op": "subscribe", "channel": "ws-news"})
+			line := p.waitFor(func(l map[string]any) bool {
+				return l["channel"] == "ws-news" && (l["kind"] == "subscribed" || l["kind"] == "subscription_error")
+			}, 10*time.Second)
+			if line["kind"] == "subscribed" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ws-news still not public %v after the PATCH: %v", tenant.CacheTTL+2*time.Second, line)
+			}
+			p.do(map[string]any{"op": "unsubscribe", "channel": "ws-news"})
+			time.Sleep(500 * time.Millisecond)
 		}
+		p.do(map[string]any{"op": "subscribe", "channel": "private-ws"})
+		p.waitFor(pusherLine("subscribed", "channel", "private-ws"), 10*time.Second)
 		// From hybridrt's API and from the Pusher library, both through nginx.
 		id := nx.client(t, "127.0.0.9").publish(key, `{"channel":"ws-news","type":"tick","data":{"n":1}}`)[0]
 		if line := p.waitFor(eventLine("ws-news", "tick"), 10*time.Second); line["id"] != id || dataOf(line) != `{"n":1}` {
