@@ -128,21 +128,27 @@ func (h *Hub) Listening() bool { return h.listening.Load() }
 // first read, so an event committed between the read and the wait still
 // wakes the stream.
 func (h *Hub) Subscribe(tenantID tenant.ID, channels []string) *Subscription {
-	s := &Subscription{hub: h, channels: make(map[string]bool, len(channels)), list: channels, wake: make(chan struct{}, 1)}
-	for _, c := range channels {
-		s.channels[c] = true
-	}
+	s := &Subscription{hub: h, wake: make(chan struct{}, 1)}
+	s.channels, s.list = channelSet(channels)
 	return h.join(tenantID, s)
+}
+
+// channelSet is channels as a subscription holds them: a set, and a list
+// that is never nil (a nil list reads every channel from the store).
+func channelSet(channels []string) (map[string]bool, []string) {
+	m := make(map[string]bool, len(channels))
+	for _, c := range channels {
+		m[c] = true
+	}
+	return m, append([]string{}, channels...)
 }
 
 // SubscribeFunc is Subscribe for a stream that is not a goroutine waiting
 // on Wake: notify is called instead, from the hub's own goroutines, and
 // must not block. A door whose idle connections hold no goroutine uses it.
 func (h *Hub) SubscribeFunc(tenantID tenant.ID, channels []string, notify func()) *Subscription {
-	s := &Subscription{hub: h, channels: make(map[string]bool, len(channels)), list: append([]string{}, channels...), notify: notify}
-	for _, c := range channels {
-		s.channels[c] = true
-	}
+	s := &Subscription{hub: h, notify: notify}
+	s.channels, s.list = channelSet(channels)
 	return h.join(tenantID, s)
 }
 
@@ -178,11 +184,7 @@ func (h *Hub) join(tenantID tenant.ID, s *Subscription) *Subscription {
 // read again; the caller decides from which id a new channel's events count.
 // Call it from the goroutine that calls After.
 func (s *Subscription) Set(channels []string) {
-	m := make(map[string]bool, len(channels))
-	for _, c := range channels {
-		m[c] = true
-	}
-	list := append([]string{}, channels...) // never nil: nil reads every channel
+	m, list := channelSet(channels)
 	r := s.room
 	r.mu.Lock()
 	s.channels, s.list = m, list
