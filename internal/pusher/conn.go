@@ -127,16 +127,16 @@ func (c *conn) refuse(code int, reason string) {
 }
 
 // queue adds a frame for write to send.
-func (c *conn) queue(b []byte) { c.queueFrames(outFrame{b: b}) }
-
-func (c *conn) queueFrames(fs ...outFrame) {
+// A client that provokes more than maxQueued frames without reading them
+// is cut off.
+func (c *conn) queue(b []byte) {
 	c.mu.Lock()
-	if len(c.out)+len(fs) > maxQueued {
+	if len(c.out) >= maxQueued {
 		c.mu.Unlock()
 		c.closeWith(codeReconnect, "Too many messages waiting: the client does not read")
 		return
 	}
-	c.out = append(c.out, fs...)
+	c.out = append(c.out, outFrame{b: b})
 	c.mu.Unlock()
 	c.poke()
 }

@@ -254,16 +254,8 @@ func (c *conn) memberChanged(name string, s *subscription, ch presence.Change) {
 		c.mu.Unlock()
 		return
 	}
-	full := len(c.out) >= maxQueued
-	if !full {
-		c.out = append(c.out, outFrame{b: memberFrame(name, ch)})
-	}
 	c.mu.Unlock()
-	if full {
-		c.closeWith(codeReconnect, "Too many messages waiting: the client does not read")
-		return
-	}
-	c.poke()
+	c.queue(memberFrame(name, ch)) // after subscription_succeeded, which ready follows
 }
 
 func memberFrame(channel string, ch presence.Change) []byte {
