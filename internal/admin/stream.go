@@ -85,7 +85,7 @@ func (c *Console) HandleEventStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-c.Hub.Done():
 			return
-		case <-suspended:
+		case <-suspended.Done():
 			return
 		case <-sub.Wake():
 		case <-heartbeat.C:

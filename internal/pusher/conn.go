@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/hybridrt/hybridrt/internal/netpoll"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
@@ -30,16 +31,23 @@ const readBatch = 500
 // reading is cut off.
 const maxQueued = 1024
 
-// conn is one WebSocket connection. The read goroutine handles what the
-// client sends, in order. write sends everything the client gets: it runs
-// only while there is something to send (poke starts it), so an idle
-// connection holds one goroutine, not two. At most one write runs at a
-// time, so only it writes to the socket (gorilla/websocket allows one
-// writer) and frames leave in the order they were queued; its state passes
+// conn is one WebSocket connection. It holds no goroutine while idle.
+//
+// Reading: the hub's poller says when the client has sent something, and
+// a goroutine reads one message and handles it, then asks the poller for
+// the next; so messages are handled one at a time, in order. (Where there
+// is no poller, one goroutine reads them all, in a loop.)
+//
+// Writing: write sends everything the client gets. It runs only while
+// there is something to send (poke starts it). At most one write runs at
+// a time, so frames leave in the order they were queued; its state passes
 // from one run to the next through the running flag.
 type conn struct {
 	d        *Door
-	ws       *websocket.Conn
+	ws       *websocket.Conn // for reading messages; frames are written to nc
+	nc       net.Conn        // the socket under ws: the TCP (or TLS) connection
+	wmu      *sync.Mutex     // held while writing to nc, here and by gorilla (frameConn)
+	watch    *netpoll.Watch  // nil where reads run in a loop (no poller)
 	socketID string
 	tenantID tenant.ID
 	key      string
@@ -47,12 +55,13 @@ type conn struct {
 	sub      *realtime.Subscription
 	release  func()
 
-	ctx        context.Context // ends with the connection
-	cancel     context.CancelFunc
-	readerDone chan struct{}
-	lastRead   atomic.Int64           // unix nanoseconds of the last message read
-	pinged     atomic.Bool            // sent pusher:ping since the last message read
-	user       atomic.Pointer[string] // signed in as (pusher:signin)
+	ctx       context.Context // ends with the connection
+	cancel    context.CancelFunc
+	reads     sync.WaitGroup         // reads in progress
+	readEnded atomic.Bool            // no message will be read any more
+	lastRead  atomic.Int64           // unix nanoseconds of the last message read
+	pinged    atomic.Bool            // sent pusher:ping since the last message read
+	user      atomic.Pointer[string] // signed in as (pusher:signin)
 
 	running atomic.Bool // a write is running, or the connection is over
 	pending atomic.Bool // something for write arrived since it last looked
@@ -62,7 +71,7 @@ type conn struct {
 
 	// Shared between read (and presence) and write, under mu.
 	mu       sync.Mutex
-	out      []outFrame
+	out      [][]byte                 // frames, encoded
 	channels map[string]*subscription // subscribed, by name
 	changed  bool                     // channels changed since write last looked
 	closing  *closeFrame
@@ -71,11 +80,6 @@ type conn struct {
 	cursor int64            // the id up to which events were looked at
 	starts map[string]int64 // per channel: events up to this id predate the subscription
 	live   bool             // past the first read: deliveries are live, for the latency histogram
-}
-
-type outFrame struct {
-	b  []byte
-	pm *websocket.PreparedMessage
 }
 
 type closeFrame struct {
@@ -94,6 +98,7 @@ type subscription struct {
 }
 
 func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn {
+	fc := ws.NetConn().(*frameConn)
 	ctx, cancel := context.WithCancel(context.Background())
 	ua := r.UserAgent()
 	if len(ua) > 300 {
@@ -101,42 +106,43 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 	}
 	socketID := strconv.FormatInt(prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
 	c := &conn{
-		d: d, ws: ws, socketID: socketID,
+		d: d, ws: ws, nc: fc.Conn, wmu: fc.mu, socketID: socketID,
 		info: &realtime.Conn{
 			ID: socketID, Channels: []string{}, Transport: "websocket",
 			RemoteAddr: web.ClientAddrString(r), UserAgent: ua, ConnectedAt: time.Now().UTC(),
 		},
-		ctx: ctx, cancel: cancel, readerDone: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 		clientEvents: rate.NewLimiter(rate.Limit(d.Config.ClientEventRate), d.Config.ClientEventRate),
 		subscribes:   rate.NewLimiter(rate.Limit(d.Config.SubscribeRate), d.Config.MaxChannels),
 		channels:     map[string]*subscription{},
 		starts:       map[string]int64{},
 	}
 	c.lastRead.Store(time.Now().UnixNano())
+	c.running.Store(true) // until ServeHTTP has set the connection up
 	return c
 }
 
 // refuse ends a connection that was not admitted.
 func (c *conn) refuse(code int, reason string) {
-	deadline := time.Now().Add(time.Second)
-	_ = c.ws.SetWriteDeadline(deadline)
-	_ = c.ws.WriteMessage(websocket.TextMessage, errorFrame(code, reason))
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
-	_ = c.ws.Close()
+	_ = c.writeFrames(time.Second, textFrame(errorFrame(code, reason)), encodeClose(code, reason))
+	_ = c.nc.Close()
 	c.cancel()
 }
 
-// queue adds a frame for write to send.
+// queue adds a message for write to send.
+func (c *conn) queue(msg []byte) { c.queueFrame(textFrame(msg)) }
+
+// queueFrame adds an encoded frame for write to send.
 // A client that provokes more than maxQueued frames without reading them
 // is cut off.
-func (c *conn) queue(b []byte) {
+func (c *conn) queueFrame(f []byte) {
 	c.mu.Lock()
 	if len(c.out) >= maxQueued {
 		c.mu.Unlock()
 		c.closeWith(codeReconnect, "Too many messages waiting: the client does not read")
 		return
 	}
-	c.out = append(c.out, outFrame{b: b})
+	c.out = append(c.out, f)
 	c.mu.Unlock()
 	c.poke()
 }
@@ -164,7 +170,7 @@ func (c *conn) closeWith(code int, reason string) {
 // take returns, and clears, what read and presence left for write.
 // channels maps every subscribed channel to whether it is a cache channel,
 // or is nil when they did not change.
-func (c *conn) take() (out []outFrame, channels map[string]bool, closing *closeFrame) {
+func (c *conn) take() (out [][]byte, channels map[string]bool, closing *closeFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out, c.out = c.out, nil
@@ -213,13 +219,11 @@ func (c *conn) writeOnce() bool {
 		c.sendClose(closing.code, closing.reason)
 		return false
 	}
-	select {
-	case <-c.readerDone:
+	if c.readEnded.Load() {
 		// The client left, or read ended it (and said why in closing,
 		// taken above, unless it had nothing to say).
 		c.sendClose(websocket.CloseNormalClosure, "")
 		return false
-	default:
 	}
 
 	for {
@@ -231,13 +235,13 @@ func (c *conn) writeOnce() bool {
 			return false
 		}
 		c.cursor = scanned
-		var frames []outFrame
+		var frames [][]byte
 		for _, e := range evs {
 			start, ok := c.starts[e.Channel]
 			if !ok || e.ID <= start || e.Origin == c.socketID {
 				continue
 			}
-			frames = append(frames, outFrame{pm: eventFrame(e)})
+			frames = append(frames, eventFrame(e))
 		}
 		if len(frames) > 0 {
 			if c.send(frames...) != nil {
@@ -257,8 +261,8 @@ func (c *conn) writeOnce() bool {
 // cache channel first gets its last event, read now: the latest up to the
 // cursor, or one past it, from which its events then count; so the client
 // has the channel's current state and every change after it, once.
-func (c *conn) activate(channels map[string]bool) []outFrame {
-	var frames []outFrame
+func (c *conn) activate(channels map[string]bool) [][]byte {
+	var frames [][]byte
 	starts := make(map[string]int64, len(channels))
 	names := make([]string, 0, len(channels))
 	for name, cache := range channels {
@@ -275,11 +279,11 @@ func (c *conn) activate(channels map[string]bool) []outFrame {
 		last, err := c.d.Store.Last(ctx, c.tenantID, name)
 		cancel()
 		if err != nil || last == nil { // a store error: no cache is better than no subscription
-			frames = append(frames, outFrame{b: []byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`)})
+			frames = append(frames, textFrame([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
 			cacheMisses.Inc()
 			continue
 		}
-		frames = append(frames, outFrame{pm: eventFrame(last)})
+		frames = append(frames, eventFrame(last))
 		starts[name] = max(c.cursor, last.ID)
 	}
 	slices.Sort(names)
@@ -289,43 +293,50 @@ func (c *conn) activate(channels map[string]bool) []outFrame {
 }
 
 // send writes frames within the write timeout.
-func (c *conn) send(frames ...outFrame) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.d.Config.WriteTimeout))
-	for _, f := range frames {
-		var err error
-		if f.pm != nil {
-			err = c.ws.WritePreparedMessage(f.pm)
-		} else {
-			err = c.ws.WriteMessage(websocket.TextMessage, f.b)
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				realtime.CountSlowConsumer()
-			}
-			return err
-		}
+func (c *conn) send(frames ...[]byte) error {
+	err := c.writeFrames(c.d.Config.WriteTimeout, frames...)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		realtime.CountSlowConsumer()
 	}
-	return nil
+	return err
+}
+
+// writeFrames writes frames, shared with other connections and never
+// changed, in one writev of references to them, within timeout.
+func (c *conn) writeFrames(timeout time.Duration, frames ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	bufs := net.Buffers(frames)
+	_, err := bufs.WriteTo(c.nc)
+	return err
 }
 
 // sendClose sends pusher:error (for the protocol's own codes) and a close
 // frame, briefly: the client may be gone.
 func (c *conn) sendClose(code int, reason string) {
-	deadline := time.Now().Add(time.Second)
-	_ = c.ws.SetWriteDeadline(deadline)
+	frames := [][]byte{encodeClose(code, reason)}
 	if code >= 4000 {
-		_ = c.ws.WriteMessage(websocket.TextMessage, errorFrame(code, reason))
+		frames = append([][]byte{textFrame(errorFrame(code, reason))}, frames...)
 	}
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	_ = c.writeFrames(time.Second, frames...)
 	closes.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// encodeClose is a close frame with code and reason.
+func encodeClose(code int, reason string) []byte {
+	return appendFrame(nil, opClose, websocket.FormatCloseMessage(code, reason))
 }
 
 // cleanup ends the connection: the socket, then (once read has stopped and
 // can subscribe to nothing more) its presence, registry and hub entries.
 func (c *conn) cleanup() {
-	_ = c.ws.Close()
+	_ = c.nc.Close()
 	c.cancel()
-	<-c.readerDone
+	if c.watch != nil {
+		c.watch.Stop() // no read starts after this
+	}
+	c.reads.Wait()
 	d := c.d
 	d.mu.Lock()
 	delete(d.conns, c)

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/hybridrt/hybridrt/internal/realtime"
 )
 
@@ -93,7 +91,7 @@ type eventMemo struct{}
 // eventFrame is e as a Pusher message, framed once for every connection:
 // its id rides along as an extra field, which Pusher clients ignore, and a
 // client event on a presence channel carries its sender's user_id.
-func eventFrame(e *realtime.Event) *websocket.PreparedMessage {
+func eventFrame(e *realtime.Event) []byte {
 	return e.Memo(eventMemo{}, func(e *realtime.Event) any {
 		b := make([]byte, 0, len(e.Data)+len(e.Type)+len(e.Channel)+64)
 		b = append(b, `{"event":`...)
@@ -109,9 +107,8 @@ func eventFrame(e *realtime.Event) *websocket.PreparedMessage {
 		b = append(b, `,"id":"`...)
 		b = strconv.AppendInt(b, e.ID, 10)
 		b = append(b, `"}`...)
-		pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, b)
-		return pm
-	}).(*websocket.PreparedMessage)
+		return textFrame(b)
+	}).([]byte)
 }
 
 // Channel kinds by prefix, as Pusher names them.

@@ -21,43 +21,67 @@ import (
 // opTimeout bounds the database work one client message may cause.
 const opTimeout = 5 * time.Second
 
-// read handles the client's messages, in order, until the connection ends.
-func (c *conn) read() {
-	defer func() {
-		close(c.readerDone)
-		c.poke() // write ends the connection
+// readable is the poller's call: the client sent something, or left. The
+// message is read in a goroutine of its own, which the poller's must not
+// wait for; reads counts it before the poller lets go, so cleanup, having
+// stopped the watch, can wait for it.
+func (c *conn) readable() {
+	c.reads.Add(1)
+	go func() {
+		defer c.reads.Done()
+		if !c.readOne() {
+			c.endReads()
+			return
+		}
+		if err := c.watch.Arm(); err != nil {
+			c.endReads()
+		}
 	}()
-	cfg := c.d.Config
-	c.ws.SetReadLimit(cfg.MaxMessage)
-	for {
-		_ = c.ws.SetReadDeadline(time.Now().Add(cfg.ActivityTimeout + cfg.PongTimeout))
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			switch {
-			case isTimeout(err):
-				c.closeWith(codePongTimeout, "Pong reply not received: the client was silent too long")
-			case errors.Is(err, websocket.ErrReadLimit):
-				// gorilla/websocket has sent close 1009 already.
-				c.closeWith(websocket.CloseMessageTooBig, "message too big")
-			}
-			return
-		}
-		c.lastRead.Store(time.Now().UnixNano())
-		c.pinged.Store(false)
-		if typ != websocket.TextMessage {
-			c.closeWith(websocket.CloseUnsupportedData, "binary messages are not part of the Pusher protocol")
-			return
-		}
-		var m message
-		if err := json.Unmarshal(data, &m); err != nil || m.Event == "" {
-			c.queue(errorFrame(0, "Invalid message: send JSON such as {\"event\":\"pusher:ping\",\"data\":{}}"))
-			c.closeWith(websocket.CloseInvalidFramePayloadData, "not a JSON message")
-			return
-		}
-		if !c.handle(m) {
-			return
-		}
+}
+
+// readLoop reads every message in turn, where there is no poller.
+func (c *conn) readLoop() {
+	defer c.reads.Done()
+	for c.readOne() {
 	}
+	c.endReads()
+}
+
+// endReads records that no message will be read any more, and pokes write
+// to end the connection.
+func (c *conn) endReads() {
+	c.readEnded.Store(true)
+	c.poke()
+}
+
+// readOne reads one message and acts on it; false ends the connection.
+// The read has no deadline of its own: the door's sweep closes a client
+// that has been silent too long (see Door.Run), which ends it too.
+// gorilla/websocket reads from a frameConn, so after a message nothing of
+// the next one is left in its buffer, only in the socket, where the poller
+// sees it.
+func (c *conn) readOne() bool {
+	typ, data, err := c.ws.ReadMessage()
+	if err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// gorilla/websocket has sent close 1009 already.
+			c.closeWith(websocket.CloseMessageTooBig, "message too big")
+		}
+		return false
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	c.pinged.Store(false)
+	if typ != websocket.TextMessage {
+		c.closeWith(websocket.CloseUnsupportedData, "binary messages are not part of the Pusher protocol")
+		return false
+	}
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil || m.Event == "" {
+		c.queue(errorFrame(0, "Invalid message: send JSON such as {\"event\":\"pusher:ping\",\"data\":{}}"))
+		c.closeWith(websocket.CloseInvalidFramePayloadData, "not a JSON message")
+		return false
+	}
+	return c.handle(m)
 }
 
 // handle acts on one message; false ends the connection.
@@ -167,7 +191,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 	}
 
 	s := &subscription{presence: k.presence, cache: k.cache} // write sends a cache channel's last event
-	var frames []outFrame
+	var frames [][]byte
 	if k.presence {
 		member, err := parseChannelData(channelData)
 		if err == nil {
@@ -193,9 +217,9 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 			return
 		}
 		s.watcher, s.user = w, member.UserID
-		frames = append(frames, outFrame{b: jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))})
+		frames = append(frames, textFrame(jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))))
 	} else {
-		frames = append(frames, outFrame{b: frame("pusher_internal:subscription_succeeded", name, "{}")})
+		frames = append(frames, textFrame(frame("pusher_internal:subscription_succeeded", name, "{}")))
 	}
 
 	c.mu.Lock()
@@ -209,7 +233,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 	s.ready = true
 	c.out = append(c.out, frames...)
 	for _, ch := range s.pending {
-		c.out = append(c.out, outFrame{b: memberFrame(name, ch)})
+		c.out = append(c.out, textFrame(memberFrame(name, ch)))
 	}
 	s.pending = nil
 	names := c.channelNames()

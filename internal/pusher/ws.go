@@ -145,16 +145,35 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	upgrades.WithLabelValues("ok").Inc()
 	c.release = d.Hub.Hold()
-	go c.read()
-	c.poke() // write sends connection_established
+	c.ws.SetReadLimit(d.Config.MaxMessage)
+	if c.watch, err = d.Hub.Watch(c.nc, c.readable); err == nil {
+		err = c.watch.Arm()
+	}
+	if err != nil {
+		if c.watch != nil {
+			c.watch.Stop()
+			c.watch = nil
+		}
+		c.reads.Add(1)
+		go c.readLoop() // no poller here: read in a goroutine of our own
+	}
+	// write may run from here on: it sends connection_established.
+	c.running.Store(false)
+	c.poke()
 }
 
 // hijacker lets gorilla/websocket take the connection through middleware
-// that wraps the ResponseWriter (and unwraps, as http.ResponseController needs).
+// that wraps the ResponseWriter (and unwraps, as http.ResponseController
+// needs), and gives it a frameConn, so that it reads no further than a
+// frame and writes only between the door's own writes.
 type hijacker struct{ http.ResponseWriter }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(h.ResponseWriter).Hijack()
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &frameConn{Conn: nc, mu: &sync.Mutex{}}, brw, nil
 }
 
 // admit checks the connection's protocol version, key and tenant, and
@@ -226,8 +245,9 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 }
 
 // Run looks after the door's connections until ctx ends, one sweep for all
-// of them rather than timers per connection: it pings the silent ones,
-// closes those whose key was revoked or whose tenant was suspended, and,
+// of them rather than timers per connection: it pings the silent ones and
+// closes those that stay silent, closes those whose key was revoked or
+// whose tenant was suspended, and,
 // when the hub shuts down, asks every client to reconnect elsewhere.
 func (d *Door) Run(ctx context.Context) error {
 	cfg := d.Config
@@ -258,7 +278,14 @@ func (d *Door) Run(ctx context.Context) error {
 		}
 		revoked := map[string]bool{} // by key, asked once a sweep
 		for _, c := range d.live() {
-			if now.Sub(time.Unix(0, c.lastRead.Load())) >= cfg.ActivityTimeout && c.pinged.CompareAndSwap(false, true) {
+			silent := now.Sub(time.Unix(0, c.lastRead.Load()))
+			if silent >= cfg.ActivityTimeout+cfg.PongTimeout {
+				// No read waits on a deadline (idle connections hold no
+				// goroutine): the sweep is what drops a silent client.
+				c.closeWith(codePongTimeout, "Pong reply not received: the client was silent too long")
+				continue
+			}
+			if silent >= cfg.ActivityTimeout && c.pinged.CompareAndSwap(false, true) {
 				c.queue(frame("pusher:ping", "", "{}"))
 			}
 			select {

@@ -2,10 +2,12 @@ package realtime
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/netpoll"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
@@ -35,6 +37,9 @@ type Hub struct {
 	pending []*room // rooms the listener has not yet positioned
 
 	notified []Notified // doors' notification channels on the listener's connection
+
+	pollOnce sync.Once
+	poller   *netpoll.Poller // nil where it cannot run: streams then read in goroutines of their own
 
 	poke      atomic.Pointer[context.CancelFunc] // interrupts the listener's wait
 	listening atomic.Bool
@@ -85,8 +90,35 @@ func NewHub(store *Store, ringSize int) *Hub {
 // Done is closed when the hub shuts down; streams end on it.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 
-// Close ends every stream, so http.Server.Shutdown does not wait on them.
-func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
+// Close ends every stream, so http.Server.Shutdown does not wait on them:
+// it closes Done, and wakes every subscription to see it.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() {
+		close(h.done)
+		h.wakeAll()
+		h.pollOnce.Do(func() {}) // no poller starts after this
+		if h.poller != nil {
+			_ = h.poller.Close()
+		}
+	})
+}
+
+// Watch calls ready when the client on nc sends something or leaves, so a
+// stream learns it without a goroutine blocked in Read (see package
+// netpoll). It fails with netpoll.ErrUnsupported where that cannot be done
+// (TLS, not Linux); the stream then reads in a goroutine of its own.
+func (h *Hub) Watch(nc net.Conn, ready func()) (*netpoll.Watch, error) {
+	h.pollOnce.Do(func() {
+		p, err := netpoll.New()
+		if err == nil {
+			h.poller = p
+		}
+	})
+	if h.poller == nil {
+		return nil, netpoll.ErrUnsupported
+	}
+	return h.poller.Watch(nc, ready)
+}
 
 // WaitStreams waits, after Close, until every stream on a hijacked
 // connection has sent its last frame and closed, or ctx ends.

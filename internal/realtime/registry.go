@@ -52,7 +52,7 @@ type Conn struct {
 
 	expires   atomic.Int64           // unix nanoseconds; renewed in place
 	kid       atomic.Pointer[string] // the signing key of the latest token
-	suspended <-chan struct{}        // closed when the tenant is suspended or deleted
+	suspended context.Context        // cancelled when the tenant is suspended or deleted
 }
 
 // Expires returns when the connection's token expires.
@@ -70,7 +70,13 @@ func (c *Conn) Kid() string {
 // TenantSuspended is closed when the operator suspends the connection's
 // tenant, or the tenant is deleted: at once on the instance that suspends it,
 // within tenant.StatusRefresh on the others. The stream or poll must then end.
-func (c *Conn) TenantSuspended() <-chan struct{} { return c.suspended }
+func (c *Conn) TenantSuspended() <-chan struct{} { return c.suspended.Done() }
+
+// OnTenantSuspended calls f, in a goroutine of its own, when TenantSuspended
+// closes: for a stream that holds no goroutine to wait on it. stop undoes it.
+func (c *Conn) OnTenantSuspended(f func()) (stop func() bool) {
+	return context.AfterFunc(c.suspended, f)
+}
 
 // Registry tracks this instance's live connections and mirrors them into the
 // connections table, with a heartbeat, so every instance can list every

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/netpoll"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
@@ -25,11 +27,13 @@ const readBatch = 500
 // (Last-Event-ID, or lastEventId= on a first connect) and then live.
 //
 // Over HTTP/1.1 the handler takes the TCP connection over (hijacks it) and
-// returns, leaving a fresh goroutine to stream: net/http keeps a request's
-// read and write buffers, its headers and a deep goroutine stack for as long
-// as a handler runs, which is most of an idle stream's memory. Where the
-// connection cannot be taken (HTTP/2, a middleware that hides it), the stream
-// runs inside the handler through the ResponseWriter.
+// returns. From then on the stream holds no goroutine while it is idle: the
+// hub's wake-up, its timers and the poller (the client left) start one
+// only while there is something to do (see sseStream). net/http would
+// otherwise keep the request's buffers, its headers and a deep goroutine
+// stack for the stream's life, and a second goroutine would sit in Read.
+// Where the connection cannot be taken (HTTP/2, a middleware that hides
+// it), the stream runs inside the handler through the ResponseWriter.
 func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifier, limits *Limits) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -48,34 +52,57 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			web.Fail(w, r, log, subscribeError(err))
 			return
 		}
-		st := &sseStream{log: log, hub: hub, reg: reg, verifier: verifier, cfg: lim.stream, s: s, conn: conn, requestID: web.RequestID(ctx)}
+		st := &sseStream{log: log, hub: hub, reg: reg, verifier: verifier, cfg: lim.stream, conn: conn,
+			requestID: web.RequestID(ctx), cursor: s.cursor, start: time.Now()}
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 
-		// Subscribe before the first read: an event committed between the
-		// read and the wait still wakes this stream.
-		st.sub = hub.Subscribe(s.sub.TenantID, s.channels)
-
 		if nc, err := hijack(w, r); err == nil {
 			// Not the write timeout alone: a client starved of CPU for a
 			// few seconds (a reconnect storm) must not lose its stream.
 			limitUnacked(nc, lim.stream.Heartbeat+lim.stream.WriteTimeout)
 			hub.streams.Add(1)
-			go st.serveConn(nc, responseHead(h))
+			st.nc = nc
+			st.out = &connSink{conn: nc, timeout: lim.stream.WriteTimeout, head: responseHead(h)}
+			st.running.Store(true) // nothing runs before begin is done
+			if st.watch, err = hub.Watch(nc, st.readable); err == nil {
+				err = st.watch.Arm()
+			}
+			if err != nil {
+				if st.watch != nil {
+					st.watch.Stop()
+					st.watch = nil
+				}
+				go st.readUntilGone() // no poller here: wait in Read as streams used to
+			}
+			st.begin(s)
 			return
 		}
-		defer st.release()
 
 		rc := http.NewResponseController(w)
 		if err := rc.Flush(); errors.Is(err, http.ErrNotSupported) {
+			reg.Remove(conn)
 			log.Error("realtime: the response writer cannot flush; SSE is impossible behind this middleware", "path", r.URL.Path)
 			web.Error(w, http.StatusInternalServerError, "internal", "")
 			return
 		}
-		st.serve(web.StreamContext(ctx), &responseSink{w: w, rc: rc, timeout: lim.stream.WriteTimeout})
+		// In the handler: the handler's goroutine does the stream's work
+		// whenever it is poked, until the stream ends.
+		st.wake = make(chan struct{}, 1)
+		st.out = &responseSink{w: w, rc: rc, timeout: lim.stream.WriteTimeout}
+		ctx = web.StreamContext(ctx)
+		stop := context.AfterFunc(ctx, func() { st.leave(context.Cause(ctx)) })
+		defer stop()
+		st.begin(s)
+		for range st.wake {
+			if reason := st.step(); reason != "" {
+				st.finish(reason)
+				return
+			}
+		}
 	}
 }
 
@@ -119,162 +146,266 @@ const (
 )
 
 // sseStream is one subscriber's stream, from its first frame to its end.
+//
+// It is a goroutine only while it has work. poke records that there is
+// some and starts run unless a run is going; the hub pokes it for new
+// events, its timers for a heartbeat or the token's expiry, the tenant's
+// suspension, the poller when the client sends or leaves. At most one run
+// goes at a time, so only it writes to the connection and reads the
+// stream's own state below; that state passes from one run to the next
+// through the running flag. An idle stream is its connection, its hub
+// subscription, two timers and this struct.
 type sseStream struct {
 	log       *slog.Logger
 	hub       *Hub
 	reg       *Registry
 	verifier  *auth.Verifier
 	cfg       StreamConfig
-	s         subscription
 	conn      *Conn
-	sub       *Subscription
 	requestID string
+	start     time.Time
+
+	sub   *Subscription
+	out   sink
+	nc    net.Conn       // the hijacked connection, or nil in the handler
+	watch *netpoll.Watch // tells when the client on nc sends or leaves; nil without a poller
+	wake  chan struct{}  // in the handler, where it runs instead of run
+
+	running atomic.Bool // a run is going, or the stream is over
+	pending atomic.Bool // poked since the run last looked
+	beat    atomic.Bool // a heartbeat is due
+	expired atomic.Bool // the token's expiry has passed
+	gone    atomic.Pointer[error]
+
+	// The run's own.
+	cursor      int64
+	live        bool // past the first read: events are live, not replayed
+	heartbeat   *time.Timer
+	expiry      *time.Timer
+	unsuspended func() bool
 }
 
-// release unregisters the stream from the hub and the registry.
-func (st *sseStream) release() {
-	st.sub.Close()
-	st.reg.Remove(st.conn)
-}
-
-// serveConn streams over a hijacked connection until either side ends it.
-// A goroutine blocked in Read notices the client leaving (FIN or RST) at
-// once, rather than at the next heartbeat's write.
-func (st *sseStream) serveConn(nc net.Conn, head []byte) {
-	defer st.hub.streams.Done()
-	defer st.release()
-	defer nc.Close()
-	start := time.Now()
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	go func() {
-		var b [64]byte
-		for {
-			if _, err := nc.Read(b[:]); err != nil {
-				cancel(err)
-				return
-			}
-		}
-	}()
-
-	out := &connSink{conn: nc, timeout: st.cfg.WriteTimeout, head: head}
-
-	reason := st.serve(ctx, out)
-	if (reason == endClientGone || reason == endWriteFailed) && errors.Is(context.Cause(ctx), syscall.ETIMEDOUT) {
-		// The kernel gave up on a client that acknowledged nothing for the
-		// TCP user timeout: as much a slow consumer as a blocked write.
-		reason = endUnacked
-		slowConsumers.Inc()
-	}
-	switch reason {
-	case endClientGone, endUnacked, endWriteFailed: // the connection is dead
-	default: // ended on purpose: close the body properly
-		out.last()
-	}
-	st.log.LogAttrs(ctx, slog.LevelInfo, "stream ended",
-		slog.String("request_id", st.requestID),
-		slog.String("connection_id", st.conn.ID),
-		slog.String("reason", reason),
-		slog.Int64("bytes", out.sent),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
-}
-
-// serve writes the stream's frames to out until the stream ends, and says why it ended.
-func (st *sseStream) serve(ctx context.Context, out sink) string {
-	cfg, s, sub := st.cfg, st.s, st.sub
-	flush := func() error {
-		err := out.flush()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			slowConsumers.Inc()
-		}
-		return err
-	}
-
-	cursor := s.cursor
-	out.write([]byte("retry: " + strconv.FormatInt(cfg.Retry.Milliseconds(), 10) + "\n\n"))
+// begin writes the stream's first frames and subscribes it: from here on
+// the hub, the timers and the tenant's suspension poke it.
+func (st *sseStream) begin(s subscription) {
+	cfg, cursor := st.cfg, st.cursor
+	st.out.write([]byte("retry: " + strconv.FormatInt(cfg.Retry.Milliseconds(), 10) + "\n\n"))
 	if s.resync {
-		out.write(systemFrame("resync", strconv.FormatInt(cursor, 10), map[string]string{
+		st.out.write(systemFrame("resync", strconv.FormatInt(cursor, 10), map[string]string{
 			"cursor": strconv.FormatInt(cursor, 10),
 			"reason": "the requested position is older than the retention period; reload your state",
 		}))
 	}
 	// ready carries the cursor as its id, so a reconnect before any event
 	// resumes from here rather than from a later head.
-	out.write(systemFrame("ready", strconv.FormatInt(cursor, 10), map[string]any{
+	st.out.write(systemFrame("ready", strconv.FormatInt(cursor, 10), map[string]any{
 		"connectionId": st.conn.ID,
 		"cursor":       strconv.FormatInt(cursor, 10),
 		"heartbeat":    int(cfg.Heartbeat.Seconds()),
 	}))
-	if flush() != nil {
+	// The first read happens in the first run, after subscribing: an event
+	// committed before it is read, one committed after it wakes the stream.
+	// running is set until everything below is, so no run starts before.
+	st.running.Store(true)
+	st.sub = st.hub.SubscribeFunc(s.sub.TenantID, s.channels, st.poke)
+	st.heartbeat = time.AfterFunc(cfg.Heartbeat, func() { st.beat.Store(true); st.poke() })
+	st.expiry = time.AfterFunc(time.Until(st.conn.Expires()), func() { st.expired.Store(true); st.poke() })
+	st.unsuspended = st.conn.OnTenantSuspended(st.poke)
+	st.running.Store(false)
+	st.poke()
+}
+
+// poke tells the stream there may be something to do. It never blocks.
+func (st *sseStream) poke() {
+	if st.wake != nil {
+		select {
+		case st.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	st.pending.Store(true)
+	if st.running.CompareAndSwap(false, true) {
+		go st.run()
+	}
+}
+
+// run does the stream's work until there is none left, or ends the stream.
+func (st *sseStream) run() {
+	for {
+		st.pending.Store(false)
+		if reason := st.step(); reason != "" {
+			st.finish(reason) // running stays set: no run starts again
+			return
+		}
+		// Idle: stop, unless a poke came since the top of the loop, which
+		// either set pending before we clear running, or sees running
+		// cleared and starts another run.
+		st.running.Store(false)
+		if !st.pending.Load() || !st.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// readable is the poller's call: the client sent something or left. It
+// reads in a goroutine of its own, which the poller's must not wait for.
+func (st *sseStream) readable() { go st.readOnce() }
+
+// readOnce reads what made the connection readable. An SSE client sends
+// nothing after its request, so it is almost always the end: EOF or an
+// error. Anything else is dropped, and the watch rearmed.
+func (st *sseStream) readOnce() {
+	var b [64]byte
+	_ = st.nc.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := st.nc.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		st.leave(err)
+		return
+	}
+	if err := st.watch.Arm(); err != nil {
+		st.leave(err)
+	}
+}
+
+// readUntilGone waits in Read for the client to leave, where no poller can.
+func (st *sseStream) readUntilGone() {
+	var b [64]byte
+	for {
+		if _, err := st.nc.Read(b[:]); err != nil {
+			st.leave(err)
+			return
+		}
+	}
+}
+
+// leave records that the client left (FIN, RST, or the kernel giving up
+// on it), and pokes the stream to end.
+func (st *sseStream) leave(cause error) {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	st.gone.CompareAndSwap(nil, &cause)
+	st.poke()
+}
+
+// step does what the stream has to do now, in order: end it, renew the
+// token, send new events and a heartbeat. It returns why the stream ended,
+// or "" while it goes on.
+func (st *sseStream) step() string {
+	if st.gone.Load() != nil {
 		return endClientGone
 	}
+	select {
+	case <-st.hub.Done():
+		// Shutting down: ask clients to come back at staggered times,
+		// so they do not all reconnect to the other instances at once.
+		st.out.write([]byte("retry: " + strconv.Itoa(500+rand.IntN(4500)) + "\n\n"))
+		_ = st.flush()
+		return "shutdown"
+	case <-st.conn.TenantSuspended():
+		st.out.write(systemFrame("token_expired", "", map[string]string{"code": "tenant_suspended", "reason": "the tenant is suspended by the operator of this service"}))
+		_ = st.flush()
+		return "tenant suspended"
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.WriteTimeout)
+	defer cancel()
+	if st.expired.Swap(false) {
+		exp := st.reg.refresh(ctx, st.conn)
+		if time.Until(exp) <= 0 {
+			st.out.write(systemFrame("token_expired", "", map[string]string{"reason": "the token expired; get a new one and resume from your last event id"}))
+			_ = st.flush()
+			return "token expired"
+		}
+		st.expiry.Reset(time.Until(exp)) // renewed in place
+	}
 
-	heartbeat := time.NewTicker(cfg.Heartbeat)
-	defer heartbeat.Stop()
-	expiry := time.NewTimer(time.Until(st.conn.Expires()))
-	defer expiry.Stop()
-	live := false // after the first empty read, events are live, not replayed
 	for {
-		evs, scanned, err := sub.After(ctx, cursor, readBatch)
+		evs, scanned, err := st.sub.After(ctx, st.cursor, readBatch)
 		if err != nil {
-			if ctx.Err() != nil {
-				return endClientGone
-			}
 			return "store unavailable" // the client resumes with Last-Event-ID
 		}
 		for _, e := range evs {
-			out.write(e.Frame)
+			st.out.write(e.Frame)
 		}
-		cursor = scanned
+		st.cursor = scanned
 		if len(evs) > 0 {
-			if flush() != nil {
+			if st.flush() != nil {
 				return endWriteFailed
 			}
-			if live { // the newest event's age: what the slowest of the batch waited
+			if st.live { // the newest event's age: what the slowest of the batch waited
 				deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
 			}
 			sseDelivered.Add(float64(len(evs)))
 		}
-		if len(evs) == readBatch {
-			continue // more backlog
-		}
-		live = true
-
-		select {
-		case <-ctx.Done():
-			return endClientGone
-		case <-st.hub.Done():
-			// Shutting down: ask clients to come back at staggered times,
-			// so they do not all reconnect to the other instances at once.
-			out.write([]byte("retry: " + strconv.Itoa(500+rand.IntN(4500)) + "\n\n"))
-			_ = flush()
-			return "shutdown"
-		case <-sub.Wake():
-		case <-heartbeat.C:
-			if !st.keyActive(ctx) {
-				out.write(systemFrame("token_expired", "", map[string]string{"reason": "the signing key was revoked"}))
-				_ = flush()
-				return "signing key revoked"
-			}
-			out.write([]byte(": ping\n\n"))
-			if flush() != nil {
-				return endWriteFailed
-			}
-		case <-st.conn.TenantSuspended():
-			out.write(systemFrame("token_expired", "", map[string]string{"code": "tenant_suspended", "reason": "the tenant is suspended by the operator of this service"}))
-			_ = flush()
-			return "tenant suspended"
-		case <-expiry.C:
-			if exp := st.reg.refresh(ctx, st.conn); time.Until(exp) > 0 {
-				expiry.Reset(time.Until(exp)) // renewed in place
-				continue
-			}
-			out.write(systemFrame("token_expired", "", map[string]string{"reason": "the token expired; get a new one and resume from your last event id"}))
-			_ = flush()
-			return "token expired"
+		if len(evs) < readBatch {
+			break
 		}
 	}
+	st.live = true
+
+	if st.beat.Swap(false) {
+		if !st.keyActive(ctx) {
+			st.out.write(systemFrame("token_expired", "", map[string]string{"reason": "the signing key was revoked"}))
+			_ = st.flush()
+			return "signing key revoked"
+		}
+		st.out.write([]byte(": ping\n\n"))
+		st.heartbeat.Reset(st.cfg.Heartbeat)
+	}
+	if st.flush() != nil { // the first frames, or a heartbeat
+		return endWriteFailed
+	}
+	return ""
+}
+
+// flush sends what is written, counting a client too slow to take it.
+func (st *sseStream) flush() error {
+	err := st.out.flush()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		slowConsumers.Inc()
+	}
+	return err
+}
+
+// finish ends the stream: its last frame when it ended on purpose, its
+// timers and registrations, its connection, its log line.
+func (st *sseStream) finish(reason string) {
+	st.heartbeat.Stop()
+	st.expiry.Stop()
+	st.unsuspended()
+	st.sub.Close()
+	st.reg.Remove(st.conn)
+	if st.watch != nil {
+		st.watch.Stop()
+	}
+	var cause error
+	if p := st.gone.Load(); p != nil {
+		cause = *p
+	}
+	if (reason == endClientGone || reason == endWriteFailed) && errors.Is(cause, syscall.ETIMEDOUT) {
+		// The kernel gave up on a client that acknowledged nothing for the
+		// TCP user timeout: as much a slow consumer as a blocked write.
+		reason = endUnacked
+		slowConsumers.Inc()
+	}
+	var sent int64
+	if c, ok := st.out.(*connSink); ok {
+		switch reason {
+		case endClientGone, endUnacked, endWriteFailed: // the connection is dead
+		default: // ended on purpose: close the body properly
+			c.last()
+		}
+		sent = c.sent
+		_ = st.nc.Close()
+		defer st.hub.streams.Done()
+	}
+	st.log.LogAttrs(context.Background(), slog.LevelInfo, "stream ended",
+		slog.String("request_id", st.requestID),
+		slog.String("connection_id", st.conn.ID),
+		slog.String("reason", reason),
+		slog.Int64("bytes", sent),
+		slog.Float64("duration_ms", float64(time.Since(st.start).Microseconds())/1000))
 }
 
 // keyActive reports whether the signing key of the stream's latest token is

@@ -97,14 +97,23 @@ type Status struct {
 	watched   map[ID]*watched // tenants with live streams here
 }
 
-// watched is one tenant's live streams: how many, and the channel that is
-// closed when the tenant is suspended. All of them share it, so watching
-// costs a stream nothing but a count.
+// watched is one tenant's live streams: how many, and the context that is
+// cancelled when the tenant is suspended. All of them share it, so watching
+// costs a stream nothing but a count; a stream with no goroutine of its own
+// hangs a function on it (context.AfterFunc).
 type watched struct {
 	n      int
-	done   chan struct{}
-	closed bool
+	ctx    context.Context
+	cancel context.CancelFunc
 }
+
+func newWatched() *watched {
+	w := &watched{}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w
+}
+
+func (w *watched) closed() bool { return w.ctx.Err() != nil }
 
 // NewStatus returns a Status over store. It reads nothing until first asked.
 func NewStatus(store *Store) *Status {
@@ -170,11 +179,11 @@ func (s *Status) Refresh(ctx context.Context) error {
 func (s *Status) swap(next map[ID]bool) {
 	for id, w := range s.watched {
 		switch {
-		case next[id] && !w.closed:
-			close(w.done)
-			w.closed = true
-		case !next[id] && w.closed:
-			w.done, w.closed = make(chan struct{}), false
+		case next[id] && !w.closed():
+			w.cancel()
+		case !next[id] && w.closed():
+			fresh := newWatched()
+			w.ctx, w.cancel = fresh.ctx, fresh.cancel
 		}
 	}
 	s.suspended = next
@@ -215,22 +224,21 @@ func (s *Status) Resume(ctx context.Context, id ID) (Account, error) {
 	return a, err
 }
 
-// Watch returns a channel that is closed when tenant id is suspended or
-// deleted, already closed if it is. Each Watch needs one Unwatch.
-func (s *Status) Watch(id ID) <-chan struct{} {
+// Watch returns a context that is cancelled when tenant id is suspended or
+// deleted, already cancelled if it is. Each Watch needs one Unwatch.
+func (s *Status) Watch(id ID) context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.watched[id]
 	if w == nil {
-		w = &watched{done: make(chan struct{})}
+		w = newWatched()
 		s.watched[id] = w
 	}
 	w.n++
-	if s.suspended[id] && !w.closed {
-		close(w.done)
-		w.closed = true
+	if s.suspended[id] {
+		w.cancel()
 	}
-	return w.done
+	return w.ctx
 }
 
 // Unwatch ends one Watch of tenant id.

@@ -34,7 +34,7 @@ func TestStatus(t *testing.T) {
 			return false
 		}
 	}
-	hereA, thereA, thereB := here.Watch(a), there.Watch(a), there.Watch(b)
+	hereA, thereA, thereB := here.Watch(a).Done(), there.Watch(a).Done(), there.Watch(b).Done()
 
 	acc, err := here.Suspend(ctx, a)
 	if err != nil || !acc.Suspended || acc.SuspendedAt == nil {
@@ -52,7 +52,7 @@ func TestStatus(t *testing.T) {
 	if s, _ := there.Suspended(ctx, a); !s {
 		t.Errorf("there: Suspended(a) = false after Refresh")
 	}
-	if late := there.Watch(a); !closed(late) {
+	if late := there.Watch(a).Done(); !closed(late) {
 		t.Errorf("a watcher of a suspended tenant did not end at once")
 	}
 
@@ -62,7 +62,7 @@ func TestStatus(t *testing.T) {
 	if s, _ := there.Suspended(ctx, a); s {
 		t.Errorf("there: Suspended(a) = true after Resume there")
 	}
-	if fresh := there.Watch(a); closed(fresh) {
+	if fresh := there.Watch(a).Done(); closed(fresh) {
 		t.Errorf("a watcher after the resume has already ended")
 	}
 	if err := here.Refresh(ctx); err != nil {
