@@ -293,6 +293,10 @@ func TestListenerBlackholed(t *testing.T) {
 	// Only the listener goes through the proxy; the pool stays direct.
 	cfg.DatabaseURL = fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", c.User, proxy.Addr(), c.Database)
 	in := newInstance(t, pool, cfg)
+	// Events are published on another instance: the subscriber's instance
+	// learns of them only through its listener. (Its own publisher hands
+	// its hub what it commits without the listener.)
+	other := newInstance(t, pool, testConfig())
 	acme := in.signup("Acme")
 	p := in.publisher(acme)
 	tok := p.token("u", []string{"load"}, 600)
@@ -300,7 +304,7 @@ func TestListenerBlackholed(t *testing.T) {
 	defer f.close()
 
 	stop := make(chan struct{})
-	wait := publishLoad(in, acme.APIKey, 2, stop)
+	wait := publishLoad(other, acme.APIKey, 2, stop)
 	time.Sleep(300 * time.Millisecond)
 	proxy.Pause()
 	paused := time.Now()

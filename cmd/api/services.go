@@ -49,6 +49,7 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 	quotas := tenant.NewCache(tenants)
 	status := tenant.NewStatus(tenants)
 	shared := limit.New(pool, realtime.InstanceDead)
+	hub := realtime.NewHub(store, realtime.DefaultRingSize)
 	s := &services{
 		pool:     pool,
 		keys:     auth.NewKeys(pool),
@@ -56,8 +57,8 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		verifier: auth.NewVerifier(signing),
 		tickets:  auth.NewTickets(pool),
 		store:    store,
-		hub:      realtime.NewHub(store, realtime.DefaultRingSize),
-		pub:      realtime.NewPublisher(pool),
+		hub:      hub,
+		pub:      realtime.NewPublisher(pool, hub),
 		registry: realtime.NewRegistry(pool, status, shared),
 		sessions: admin.NewSessions(pool),
 		tenants:  tenants,

@@ -98,7 +98,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 		}
 		*p.kid, *p.secret = k.Kid, secret
 	}
-	pub := realtime.NewPublisher(pool)
+	pub := realtime.NewPublisher(pool, nil)
 	pctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = pub.Run(pctx); close(done) }()

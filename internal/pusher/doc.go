@@ -8,14 +8,17 @@
 // # Data flow
 //
 //	pusher-js ──WS /app/{key}──► Door.ServeHTTP: upgrade, key → tenant (a signing key's kid)
-//	                              ├─ read goroutine: pusher:subscribe ─► auth signature / publicChannels
+//	                              ├─ the hub's poller: the client sent something ─► a goroutine reads
+//	                              │  one message (frameConn: never past its end), then re-arms:
+//	                              │      pusher:subscribe ─► auth signature / publicChannels
 //	                              │      presence-: presence.Registry.Join + Watch ─► members
 //	                              │      cache-:    Store.Last ─► the last event, or pusher:cache_miss
 //	                              │      client-…:  Publisher.Publish(Origin = socket id, Sender = user)
-//	                              └─ write goroutine: the only writer of the socket
+//	                              └─ write, started by a poke, the only writer of the socket:
 //	                                     replies and member changes queued by read and presence
 //	                                     Hub subscription ─► Subscription.After(cursor) ─► events of its
-//	                                     channels, skipping its own (Origin), framed once per event (Memo)
+//	                                     channels, skipping its own (Origin), framed once per event
+//	                                     (Memo), a batch in one writev
 //
 //	server library ──POST /apps/{appId}/events…──► API: signature (sign.go) ─► Publisher.Publish
 //	               ──GET  /apps/{appId}/channels…──► Registry.ChannelCounts, presence.Registry
@@ -34,12 +37,19 @@
 //
 // # Connections
 //
-// A connection is two goroutines and a small read buffer; write buffers
-// come from a pool, so an idle socket holds little (docs/benchmarks.md).
+// An idle connection holds no goroutine: the hub's poller (package
+// netpoll) says when the client sends something, and write runs only
+// while there is something to send. What it holds is its socket, gorilla's
+// 256-byte read buffer and a few small structs (docs/benchmarks.md).
+// gorilla/websocket upgrades and reads; the door encodes the frames it
+// sends itself (frames.go), once per event for every connection, so that a
+// batch leaves in one writev.
+//
 // Socket ids are <prefix>.<n> with a prefix per instance from a database
 // sequence, so they are unique across instances. Every connection has a
-// read limit (Config.MaxMessage), a read deadline (the activity timeout and
-// the pong timeout: a silent client is pinged, then dropped with 4201), a
+// read limit (Config.MaxMessage), an activity check in the door's sweep
+// (a client silent for the activity timeout is pinged, and dropped with
+// 4201 when the pong timeout passes too), a
 // write deadline per batch (a slow consumer is cut off), a subscribe rate
 // and a channel count. Refusals close with the protocol's codes (see
 // protocol.go); the connection limit answers 4100, which pusher-js retries,

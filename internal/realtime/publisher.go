@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +31,7 @@ var (
 // An idle publisher commits a lone request at once.
 type Publisher struct {
 	pool     *pgxpool.Pool
+	hub      *Hub // this instance's, which gets committed events at once; or nil
 	requests chan *publishRequest
 	// maxGroup caps the events of one transaction, to bound its size and latency.
 	maxGroup int
@@ -64,15 +64,19 @@ type publishRequest struct {
 
 	// Filled in by the group commit.
 	ids      []int64
+	times    []time.Time // created_at of each stored event
 	replayed bool
 	err      error
 	done     chan struct{}
 }
 
-// NewPublisher returns a publisher on pool; Run must be running for Publish to return.
-func NewPublisher(pool *pgxpool.Pool) *Publisher {
+// NewPublisher returns a publisher on pool; Run must be running for Publish
+// to return. Committed events go to hub at once, when it is not nil, as
+// well as to every instance (this one included) through NOTIFY.
+func NewPublisher(pool *pgxpool.Pool, hub *Hub) *Publisher {
 	return &Publisher{
 		pool:     pool,
+		hub:      hub,
 		requests: make(chan *publishRequest, 4096),
 		maxGroup: 5000,
 		done:     make(chan struct{}),
@@ -113,12 +117,19 @@ func (p *Publisher) Publish(ctx context.Context, tenantID tenant.ID, drafts []Dr
 // Run commits groups until ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
 	defer close(p.done)
+	p.commitLoop(ctx)
+	return nil
+}
+
+// commitLoop gathers the requests waiting into a group and commits it,
+// until ctx ends.
+func (p *Publisher) commitLoop(ctx context.Context) {
 	for {
 		var first *publishRequest
 		select {
 		case first = <-p.requests:
 		case <-ctx.Done():
-			return nil
+			return
 		}
 		group := []*publishRequest{first}
 		n := len(first.drafts)
@@ -138,12 +149,40 @@ func (p *Publisher) Run(ctx context.Context) error {
 		err := p.commit(cctx, group)
 		cancel()
 		observePublish(group, n, time.Since(start), err)
+		if err == nil && p.hub != nil {
+			p.offer(group)
+		}
 		for _, r := range group {
 			if err != nil && r.err == nil {
 				r.err = err
 			}
 			close(r.done)
 		}
+	}
+}
+
+// offer hands the group's stored events to this instance's hub, tenant by
+// tenant in id order, before the 201s go out: the publishing instance's
+// subscribers need not wait for NOTIFY and a read of what it just wrote.
+func (p *Publisher) offer(group []*publishRequest) {
+	byTenant := map[tenant.ID][]*Event{}
+	var order []tenant.ID
+	for _, r := range group {
+		if r.replayed || r.err != nil || len(r.times) == 0 {
+			continue
+		}
+		if _, ok := byTenant[r.tenantID]; !ok {
+			order = append(order, r.tenantID)
+		}
+		for i, d := range r.drafts {
+			e := &Event{TenantID: r.tenantID, ID: r.ids[i], Channel: d.Channel, Type: d.Type, Data: d.Data,
+				Time: r.times[i], Origin: d.Origin, Sender: d.Sender}
+			e.encode()
+			byTenant[r.tenantID] = append(byTenant[r.tenantID], e)
+		}
+	}
+	for _, t := range order {
+		p.hub.offer(t, byTenant[t])
 	}
 }
 
@@ -174,6 +213,13 @@ func (p *Publisher) acquire(ctx context.Context, group []*publishRequest) (*pgxp
 // commit writes a group in one transaction. On error every request in the
 // group fails (nothing was stored); a request whose idempotency key replays
 // or mismatches gets its own outcome without failing the others.
+//
+// A group without idempotency keys goes to the database in one round trip:
+// its statements are pipelined with one Sync, which PostgreSQL runs as one
+// implicit transaction, committed at the Sync or rolled back as a whole.
+// So the tenant rows stay locked for the statements and the commit only,
+// never for a round trip to us. A group with keys must read their claims
+// first, in an explicit transaction, and sends the same statements after.
 func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 	// Requests in one group with the same tenant and key: the later ones
 	// replay the first, as if they had come after it.
@@ -203,123 +249,27 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 		return err
 	}
 	defer conn.Release()
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// Claim idempotency keys. A key held by a transaction in flight
-		// elsewhere makes this wait for it, then see its committed row.
-		var keep []*publishRequest
-		for _, r := range fresh {
-			if r.idemKey == "" {
-				keep = append(keep, r)
-				continue
-			}
-			var claimed bool
-			err := tx.QueryRow(ctx, `
-				INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
-				ON CONFLICT (tenant_id, key) DO UPDATE
-				   SET request_hash = EXCLUDED.request_hash, ids = NULL, created_at = now()
-				 WHERE idempotency_keys.created_at < now() - interval '24 hours'
-				RETURNING true`, r.tenantID, r.idemKey, r.idemHash).Scan(&claimed)
-			if err == nil {
-				keep = append(keep, r)
-				continue
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-			var hash []byte
-			if err := tx.QueryRow(ctx, `SELECT request_hash, ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
-				r.tenantID, r.idemKey).Scan(&hash, &r.ids); err != nil {
-				return err
-			}
-			if !bytes.Equal(hash, r.idemHash) {
-				r.err = ErrIdempotencyMismatch
-			}
-			r.replayed = true
-		}
-
-		// Take each tenant's ids in ascending tenant order, so two instances'
-		// groups lock tenant rows in the same order and cannot deadlock.
-		count := map[tenant.ID]int64{}
-		for _, r := range keep {
-			count[r.tenantID] += int64(len(r.drafts))
-		}
-		tenants := make([]tenant.ID, 0, len(count))
-		for t := range count {
-			tenants = append(tenants, t)
-		}
-		slices.Sort(tenants)
-		next := map[tenant.ID]int64{} // the next id to hand out
-		last := map[tenant.ID]int64{}
-		for _, t := range tenants {
-			var seq int64
-			err := tx.QueryRow(ctx, `UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq`,
-				t, count[t]).Scan(&seq)
+	hook := p.fault.Load()
+	if len(firstWith) == 0 && hook == nil {
+		err = sendWrites(ctx, conn, fresh)
+	} else {
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			keep, err := claimKeys(ctx, tx, fresh)
 			if err != nil {
-				return fmt.Errorf("take ids for tenant %d: %w", t, err)
+				return err
 			}
-			next[t], last[t] = seq-count[t]+1, seq
-		}
-
-		var (
-			tids     []int64
-			ids      []int64
-			channels []string
-			types    []string
-			datas    []string
-			origins  []string
-			senders  []string
-		)
-		for _, r := range keep {
-			r.ids = make([]int64, len(r.drafts))
-			for i, d := range r.drafts {
-				id := next[r.tenantID]
-				next[r.tenantID]++
-				r.ids[i] = id
-				tids = append(tids, int64(r.tenantID))
-				ids = append(ids, id)
-				channels = append(channels, d.Channel)
-				types = append(types, d.Type)
-				datas = append(datas, string(d.Data))
-				origins = append(origins, d.Origin)
-				senders = append(senders, d.Sender)
+			if err := sendWrites(ctx, tx, keep); err != nil {
+				return err
 			}
-		}
-
-		batch := &pgx.Batch{}
-		if len(ids) > 0 {
-			// clock_timestamp, not now(): taken after the tenant lock, so times
-			// rise with ids and retention prunes in id order.
-			batch.Queue(`
-				INSERT INTO events (tenant_id, id, channel, type, data, created_at, origin, sender)
-				SELECT t, i, c, ty, d::json, clock_timestamp(), nullif(o, ''), nullif(s, '')
-				  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u (t, i, c, ty, d, o, s)`,
-				tids, ids, channels, types, datas, origins, senders)
-		}
-		for _, r := range keep {
-			if r.idemKey != "" {
-				batch.Queue(`UPDATE idempotency_keys SET ids = $3 WHERE tenant_id = $1 AND key = $2`, r.tenantID, r.idemKey, r.ids)
+			if hook != nil {
+				return (*hook)(ctx, tx)
 			}
-		}
-		for _, t := range tenants {
-			// The payload names ids only, far below NOTIFY's 8000-byte limit
-			// whatever the events' size; listeners read the rows.
-			payload := strconv.FormatInt(int64(t), 10) + ":" + strconv.FormatInt(last[t]-count[t]+1, 10) + ":" + strconv.FormatInt(last[t], 10)
-			batch.Queue(`SELECT pg_notify($1, $2)`, notifyChannel, payload)
-		}
-		if batch.Len() == 0 {
 			return nil
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return err
-		}
-		if h := p.fault.Load(); h != nil {
-			return (*h)(ctx, tx)
-		}
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		for _, r := range group {
-			r.ids, r.replayed, r.err = nil, false, nil
+			r.ids, r.times, r.replayed, r.err = nil, nil, false, nil
 		}
 		return err
 	}
@@ -333,6 +283,178 @@ func (p *Publisher) commit(ctx context.Context, group []*publishRequest) error {
 			f.err = ErrIdempotencyMismatch
 		default:
 			f.ids = first.ids
+		}
+	}
+	return nil
+}
+
+// claimKeys claims the idempotency keys of requests, and returns those to
+// store: the ones without a key, and those whose key is new (or expired).
+// The others replay the ids their key recorded, or mismatch.
+func claimKeys(ctx context.Context, tx pgx.Tx, requests []*publishRequest) ([]*publishRequest, error) {
+	var keep []*publishRequest
+	for _, r := range requests {
+		if r.idemKey == "" {
+			keep = append(keep, r)
+			continue
+		}
+		// A key held by a transaction in flight elsewhere makes this wait
+		// for it, then see its committed row.
+		var claimed bool
+		err := tx.QueryRow(ctx, `
+			INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant_id, key) DO UPDATE
+			   SET request_hash = EXCLUDED.request_hash, ids = NULL, created_at = now()
+			 WHERE idempotency_keys.created_at < now() - interval '24 hours'
+			RETURNING true`, r.tenantID, r.idemKey, r.idemHash).Scan(&claimed)
+		if err == nil {
+			keep = append(keep, r)
+			continue
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+		var hash []byte
+		if err := tx.QueryRow(ctx, `SELECT request_hash, ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
+			r.tenantID, r.idemKey).Scan(&hash, &r.ids); err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(hash, r.idemHash) {
+			r.err = ErrIdempotencyMismatch
+		}
+		r.replayed = true
+	}
+	return keep, nil
+}
+
+// batchSender is a connection or a transaction.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sendWrites stores requests' events in one batch: each tenant's ids, the
+// rows, the ids recorded for idempotency keys, one notification per
+// tenant. It sets each request's ids.
+//
+// Ids are taken by updating the tenant's row, in ascending tenant order,
+// so two instances' groups lock tenant rows in the same order and cannot
+// deadlock. The statements after the UPDATEs read the new sequence values
+// from the rows themselves, so the batch needs no round trip between
+// taking ids and using them: a draft's id is its tenant's new value minus
+// how far from the end of the tenant's range it is ("back"). A tenant
+// whose row is gone gives a NULL id, which the INSERT refuses, so the
+// whole group fails rather than commit without it.
+func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest) error {
+	count := map[tenant.ID]int64{}
+	for _, r := range requests {
+		count[r.tenantID] += int64(len(r.drafts))
+	}
+	if len(count) == 0 {
+		return nil
+	}
+	tenants := make([]tenant.ID, 0, len(count))
+	for t := range count {
+		tenants = append(tenants, t)
+	}
+	slices.Sort(tenants)
+
+	var (
+		tids     []int64
+		backs    []int64
+		channels []string
+		types    []string
+		datas    []string
+		origins  []string
+		senders  []string
+	)
+	taken := map[tenant.ID]int64{} // ids handed out so far, per tenant
+	for _, r := range requests {
+		r.ids = make([]int64, len(r.drafts))
+		for _, d := range r.drafts {
+			taken[r.tenantID]++
+			tids = append(tids, int64(r.tenantID))
+			backs = append(backs, count[r.tenantID]-taken[r.tenantID])
+			channels = append(channels, d.Channel)
+			types = append(types, d.Type)
+			datas = append(datas, string(d.Data))
+			origins = append(origins, d.Origin)
+			senders = append(senders, d.Sender)
+		}
+	}
+
+	batch := &pgx.Batch{}
+	for _, t := range tenants {
+		batch.Queue(`UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq`, t, count[t])
+	}
+	// clock_timestamp, not now(): taken after the tenant lock, so times
+	// rise with ids and retention prunes in id order.
+	batch.Queue(`
+		INSERT INTO events (tenant_id, id, channel, type, data, created_at, origin, sender)
+		SELECT t, (SELECT event_seq FROM tenants WHERE id = t) - b, c, ty, d::json, clock_timestamp(), nullif(o, ''), nullif(s, '')
+		  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u (t, b, c, ty, d, o, s)
+		RETURNING tenant_id, id, created_at`,
+		tids, backs, channels, types, datas, origins, senders)
+	i := 0
+	for _, r := range requests {
+		if r.idemKey != "" {
+			batch.Queue(`
+				UPDATE idempotency_keys
+				   SET ids = (SELECT array_agg(t.event_seq - b ORDER BY n) FROM tenants t, unnest($3::bigint[]) WITH ORDINALITY AS u (b, n) WHERE t.id = $1)
+				 WHERE tenant_id = $1 AND key = $2`, r.tenantID, r.idemKey, backs[i:i+len(r.drafts)])
+		}
+		i += len(r.drafts)
+	}
+	for _, t := range tenants {
+		// The payload names ids only, far below NOTIFY's 8000-byte limit
+		// whatever the events' size; listeners read the rows.
+		batch.Queue(`SELECT pg_notify($1, id || ':' || (event_seq - $3 + 1) || ':' || event_seq) FROM tenants WHERE id = $2`,
+			notifyChannel, t, count[t])
+	}
+
+	br := db.SendBatch(ctx, batch)
+	last := make(map[tenant.ID]int64, len(tenants))
+	for _, t := range tenants {
+		var seq int64
+		if err := br.QueryRow().Scan(&seq); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("take ids for tenant %d: %w", t, err)
+		}
+		last[t] = seq
+	}
+	type key struct {
+		t  tenant.ID
+		id int64
+	}
+	created := make(map[key]time.Time, len(tids))
+	rows, err := br.Query()
+	if err == nil {
+		for rows.Next() {
+			var k key
+			var at time.Time
+			if err = rows.Scan(&k.t, &k.id, &at); err != nil {
+				break
+			}
+			created[k] = at
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		_ = br.Close()
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	i = 0
+	for _, r := range requests {
+		r.times = make([]time.Time, len(r.ids))
+		for j := range r.ids {
+			r.ids[j] = last[r.tenantID] - backs[i]
+			r.times[j] = created[key{r.tenantID, r.ids[j]}]
+			i++
 		}
 	}
 	return nil

@@ -31,7 +31,7 @@ func newTenant(t testing.TB, pool *pgxpool.Pool) tenant.ID {
 }
 
 func startPublisher(t testing.TB, pool *pgxpool.Pool) *Publisher {
-	p := NewPublisher(pool)
+	p := NewPublisher(pool, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()

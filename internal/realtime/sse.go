@@ -308,10 +308,10 @@ func (st *sseStream) step() string {
 		return "tenant suspended"
 	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.WriteTimeout)
-	defer cancel()
 	if st.expired.Swap(false) {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 		exp := st.reg.refresh(ctx, st.conn)
+		cancel()
 		if time.Until(exp) <= 0 {
 			st.out.write(systemFrame("token_expired", "", map[string]string{"reason": "the token expired; get a new one and resume from your last event id"}))
 			_ = st.flush()
@@ -321,7 +321,7 @@ func (st *sseStream) step() string {
 	}
 
 	for {
-		evs, scanned, err := st.sub.After(ctx, st.cursor, readBatch)
+		evs, scanned, err := st.sub.After(context.Background(), st.cursor, readBatch)
 		if err != nil {
 			return "store unavailable" // the client resumes with Last-Event-ID
 		}
@@ -345,7 +345,10 @@ func (st *sseStream) step() string {
 	st.live = true
 
 	if st.beat.Swap(false) {
-		if !st.keyActive(ctx) {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		active := st.keyActive(ctx)
+		cancel()
+		if !active {
 			st.out.write(systemFrame("token_expired", "", map[string]string{"reason": "the signing key was revoked"}))
 			_ = st.flush()
 			return "signing key revoked"
