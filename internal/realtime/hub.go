@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +92,15 @@ type Subscription struct {
 }
 
 // wants reports whether the subscription reads channel c.
-func (s *Subscription) wants(c string) bool { return s.all || s.channels[c] }
+func (s *Subscription) wants(c string) bool {
+	if s.all {
+		return true
+	}
+	if s.channels != nil {
+		return s.channels[c]
+	}
+	return slices.Contains(s.list, c)
+}
 
 // NewHub returns a hub that reads missing history from store.
 func NewHub(store *Store, ringSize int) *Hub {
@@ -179,14 +188,25 @@ func (h *Hub) Subscribe(tenantID tenant.ID, channels []string) *Subscription {
 	return h.join(tenantID, s)
 }
 
-// channelSet is channels as a subscription holds them: a set, and a list
-// that is never nil (a nil list reads every channel from the store).
+// setAbove is the number of channels above which a subscription looks
+// channels up in a set rather than its list: most streams have one or two,
+// which a scan of the list finds faster than a map, and without the map's
+// memory.
+const setAbove = 8
+
+// channelSet is channels as a subscription holds them: a list that is never
+// nil (a nil list reads every channel from the store), and a set when there
+// are more than setAbove.
 func channelSet(channels []string) (map[string]bool, []string) {
+	list := append([]string{}, channels...)
+	if len(channels) <= setAbove {
+		return nil, list
+	}
 	m := make(map[string]bool, len(channels))
 	for _, c := range channels {
 		m[c] = true
 	}
-	return m, append([]string{}, channels...)
+	return m, list
 }
 
 // SubscribeFunc is Subscribe for a stream that is not a goroutine waiting

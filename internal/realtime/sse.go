@@ -171,11 +171,12 @@ type sseStream struct {
 	watch *netpoll.Watch // tells when the client on nc sends or leaves; nil without a poller
 	wake  chan struct{}  // in the handler, where it runs instead of run
 
-	running atomic.Bool // a run is going, or the stream is over
-	pending atomic.Bool // poked since the run last looked
-	beat    atomic.Bool // a heartbeat is due
-	expired atomic.Bool // the token's expiry has passed
-	gone    atomic.Pointer[error]
+	running   atomic.Bool // a run is going, or the stream is over
+	pending   atomic.Bool // poked since the run last looked
+	beat      atomic.Bool // a heartbeat is due
+	expired   atomic.Bool // the token's expiry has passed
+	suspended atomic.Bool // the tenant was suspended
+	gone      atomic.Pointer[error]
 
 	// The run's own.
 	cursor      int64
@@ -210,7 +211,7 @@ func (st *sseStream) begin(s subscription) {
 	st.sub = st.hub.SubscribeFunc(s.sub.TenantID, s.channels, st.poke)
 	st.heartbeat = time.AfterFunc(cfg.Heartbeat, func() { st.beat.Store(true); st.poke() })
 	st.expiry = time.AfterFunc(time.Until(st.conn.Expires()), func() { st.expired.Store(true); st.poke() })
-	st.unsuspended = st.conn.OnTenantSuspended(st.poke)
+	st.unsuspended = st.conn.OnTenantSuspended(func() { st.suspended.Store(true); st.poke() })
 	st.running.Store(false)
 	st.poke()
 }
@@ -302,11 +303,12 @@ func (st *sseStream) step() string {
 		st.out.write([]byte("retry: " + strconv.Itoa(500+rand.IntN(4500)) + "\n\n"))
 		_ = st.flush()
 		return "shutdown"
-	case <-st.conn.TenantSuspended():
+	default:
+	}
+	if st.suspended.Load() {
 		st.out.write(systemFrame("token_expired", "", map[string]string{"code": "tenant_suspended", "reason": "the tenant is suspended by the operator of this service"}))
 		_ = st.flush()
 		return "tenant suspended"
-	default:
 	}
 	if st.expired.Swap(false) {
 		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
