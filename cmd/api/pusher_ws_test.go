@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -221,4 +222,46 @@ func TestPusherSmoke(t *testing.T) {
 	c.next("pusher_internal:subscription_succeeded")
 	c.send("pusher:ping", map[string]string{})
 	c.next("pusher:pong")
+}
+
+// TestPusherIdleSocketsHoldNoGoroutine: on Linux the hub's poller watches
+// idle WebSockets, so 300 of them add no goroutine to the server, and each
+// still answers a message sent after the idle spell (the poller saw it).
+func TestPusherIdleSocketsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller runs on Linux; elsewhere each socket reads in a goroutine of its own")
+	}
+	checkResources(t) // serial: it counts the whole process's goroutines
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	const n = 300
+	g0, _, _ := settled()
+	u := "ws" + strings.TrimPrefix(in.url, "http") + "/app/" + acme.SigningKey.Kid + "?protocol=7&client=js&version=8.4.0"
+	socks := make([]*websocket.Conn, n)
+	for i := range socks {
+		ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		var m wsMessage
+		if err := ws.ReadJSON(&m); err != nil || m.Event != "pusher:connection_established" {
+			t.Fatalf("socket %d: first message %s, %v", i, m.Event, err)
+		}
+		socks[i] = ws
+	}
+	g1, _, _ := settled()
+	if per := float64(g1-g0) / n; per > 0.1 {
+		t.Errorf("%d idle sockets added %d goroutines (%.2f each), want none", n, g1-g0, per)
+	}
+	for i, ws := range socks {
+		if err := ws.WriteJSON(map[string]any{"event": "pusher:ping", "data": map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m wsMessage
+		if err := ws.ReadJSON(&m); err != nil || m.Event != "pusher:pong" {
+			t.Fatalf("socket %d after the idle spell: %s, %v; want pusher:pong", i, m.Event, err)
+		}
+	}
 }

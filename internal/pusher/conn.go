@@ -47,6 +47,7 @@ type conn struct {
 	ws       *websocket.Conn // for reading messages; frames are written to nc
 	nc       net.Conn        // the socket under ws: the TCP (or TLS) connection
 	wmu      *sync.Mutex     // held while writing to nc, here and by gorilla (frameConn)
+	deadline time.Time       // the write deadline set on nc, under wmu
 	watch    *netpoll.Watch  // nil where reads run in a loop (no poller)
 	socketID string
 	tenantID tenant.ID
@@ -306,7 +307,12 @@ func (c *conn) send(frames ...[]byte) error {
 func (c *conn) writeFrames(timeout time.Duration, frames ...[]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	// A deadline between half the timeout and the timeout away is kept:
+	// resetting it is a timer operation on every write.
+	if now := time.Now(); c.deadline.Sub(now) < timeout/2 || c.deadline.Sub(now) > timeout {
+		c.deadline = now.Add(timeout)
+		_ = c.nc.SetWriteDeadline(c.deadline)
+	}
 	bufs := net.Buffers(frames)
 	_, err := bufs.WriteTo(c.nc)
 	return err

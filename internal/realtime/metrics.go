@@ -50,9 +50,12 @@ var (
 	})
 )
 
-// sseDelivered is the SSE child of eventsDelivered, looked up once: the
-// stream loop adds to it for every batch it writes.
-var sseDelivered = eventsDelivered.WithLabelValues("sse")
+// sseDelivered and wsDelivered are children of eventsDelivered, looked up
+// once: streams add to them for every batch they write.
+var (
+	sseDelivered = eventsDelivered.WithLabelValues("sse")
+	wsDelivered  = eventsDelivered.WithLabelValues("websocket")
+)
 
 func observePublish(group []*publishRequest, events int, took time.Duration, err error) {
 	publishGroups.Inc()
@@ -73,7 +76,11 @@ func observePublish(group []*publishRequest, events int, took time.Duration, err
 // ObserveDelivery records n events written to a subscriber of another door
 // (a WebSocket), and, for live ones, how old the newest of them was.
 func ObserveDelivery(transport string, n int, newest time.Time, live bool) {
-	eventsDelivered.WithLabelValues(transport).Add(float64(n))
+	if transport == "websocket" {
+		wsDelivered.Add(float64(n))
+	} else {
+		eventsDelivered.WithLabelValues(transport).Add(float64(n))
+	}
 	if live {
 		deliveryLatency.Observe(time.Since(newest).Seconds())
 	}

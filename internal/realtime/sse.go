@@ -446,17 +446,20 @@ type sink interface {
 // sent with one writev of references to them, not copied; an idle stream
 // holds no buffer at all.
 type connSink struct {
-	conn    net.Conn
-	timeout time.Duration
-	head    []byte      // the response's status line and headers, until the first flush
-	batch   net.Buffers // batch[0] is reserved for the chunk's size line
-	size    int
-	sent    int64
+	conn     net.Conn
+	timeout  time.Duration
+	deadline time.Time   // the write deadline set on conn
+	head     []byte      // the response's status line and headers, until the first flush
+	batch    net.Buffers // batch[0] is reserved for the chunk's size line
+	size     int
+	sent     int64
+	line     [20]byte  // the chunk's size line, when there is no head to send with it
+	bufs     [4][]byte // batch's room for a chunk of up to two frames, with no allocation
 }
 
 func (c *connSink) write(frame []byte) {
 	if len(c.batch) == 0 {
-		c.batch = append(c.batch, nil)
+		c.batch = append(c.bufs[:0], nil)
 	}
 	c.batch = append(c.batch, frame)
 	c.size += len(frame)
@@ -466,8 +469,10 @@ func (c *connSink) flush() error {
 	if c.size == 0 {
 		return nil
 	}
-	line := make([]byte, 0, len(c.head)+18)
-	line = append(line, c.head...)
+	line := c.line[:0]
+	if c.head != nil {
+		line = append(make([]byte, 0, len(c.head)+20), c.head...)
+	}
 	line = strconv.AppendInt(line, int64(c.size), 16)
 	line = append(line, "\r\n"...)
 	c.batch[0] = line
@@ -483,7 +488,13 @@ func (c *connSink) last() {
 }
 
 func (c *connSink) send() error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	// A deadline that leaves at least half the timeout is kept: resetting
+	// it is a timer operation on every write, and a client that stops
+	// reading is still cut off within half to all of the timeout.
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 || c.deadline.Sub(now) > c.timeout {
+		c.deadline = now.Add(c.timeout)
+		_ = c.conn.SetWriteDeadline(c.deadline)
+	}
 	n, err := c.batch.WriteTo(c.conn) // consumes c.batch
 	c.sent += n
 	c.batch, c.size = nil, 0
