@@ -39,9 +39,8 @@ const maxQueued = 1024
 // is no poller, one goroutine reads them all, in a loop.)
 //
 // Writing: write sends everything the client gets. It runs only while
-// there is something to send (poke starts it). At most one write runs at
-// a time, so frames leave in the order they were queued; its state passes
-// from one run to the next through the running flag.
+// there is something to send (a realtime.Runner: poke starts it). At most
+// one write runs at a time, so frames leave in the order they were queued.
 type conn struct {
 	d        *Door
 	ws       *websocket.Conn // for reading messages; frames are written to nc
@@ -64,8 +63,7 @@ type conn struct {
 	pinged    atomic.Bool            // sent pusher:ping since the last message read
 	user      atomic.Pointer[string] // signed in as (pusher:signin)
 
-	running atomic.Bool // a write is running, or the connection is over
-	pending atomic.Bool // something for write arrived since it last looked
+	writer realtime.Runner // runs write when poked
 
 	clientEvents *rate.Limiter
 	subscribes   *rate.Limiter
@@ -119,7 +117,8 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 		starts:       map[string]int64{},
 	}
 	c.lastRead.Store(time.Now().UnixNano())
-	c.running.Store(true) // until ServeHTTP has set the connection up
+	c.writer.Step = c.write
+	c.writer.Hold() // until ServeHTTP has set the connection up
 	return c
 }
 
@@ -150,12 +149,7 @@ func (c *conn) queueFrame(f []byte) {
 
 // poke tells write there is something to do, starting it unless it runs:
 // new frames, new events (the hub calls it), the reader gone. It never blocks.
-func (c *conn) poke() {
-	c.pending.Store(true)
-	if c.running.CompareAndSwap(false, true) {
-		go c.write()
-	}
-}
+func (c *conn) poke() { c.writer.Poke() }
 
 // closeWith asks write to send pusher:error and a close frame with code and
 // reason, and end the connection. The first reason given wins.
@@ -185,24 +179,15 @@ func (c *conn) take() (out [][]byte, channels map[string]bool, closing *closeFra
 	return out, channels, c.closing
 }
 
-// write sends what there is to send: replies, member changes, events.
-// It returns when nothing is left, or ends the connection (close frame,
+// write sends what there is to send (replies, member changes, events), as
+// the connection's Runner.Step, and ends the connection (close frame,
 // cleanup) when that is what is left to do.
-func (c *conn) write() {
-	for {
-		c.pending.Store(false)
-		if !c.writeOnce() {
-			c.cleanup() // running stays set: no write starts again
-			return
-		}
-		// Idle: stop, unless a poke came since the top of the loop, which
-		// either set pending before we clear running, or sees running
-		// cleared and starts another write.
-		c.running.Store(false)
-		if !c.pending.Load() || !c.running.CompareAndSwap(false, true) {
-			return
-		}
+func (c *conn) write() bool {
+	if !c.writeOnce() {
+		c.cleanup()
+		return false
 	}
+	return true
 }
 
 // writeOnce sends everything waiting, and reports whether the connection

@@ -157,9 +157,7 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.reads.Add(1)
 		go c.readLoop() // no poller here: read in a goroutine of our own
 	}
-	// write may run from here on: it sends connection_established.
-	c.running.Store(false)
-	c.poke()
+	c.writer.Release() // write may run from here on: it sends connection_established
 }
 
 // hijacker lets gorilla/websocket take the connection through middleware

@@ -50,12 +50,21 @@ var (
 	})
 )
 
-// sseDelivered and wsDelivered are children of eventsDelivered, looked up
-// once: streams add to them for every batch they write.
-var (
-	sseDelivered = eventsDelivered.WithLabelValues("sse")
-	wsDelivered  = eventsDelivered.WithLabelValues("websocket")
-)
+// deliveredBy holds eventsDelivered's children for the transports there
+// are, looked up once: streams add to them for every batch they write.
+var deliveredBy = map[string]prometheus.Counter{
+	"sse":       eventsDelivered.WithLabelValues("sse"),
+	"polling":   eventsDelivered.WithLabelValues("polling"),
+	"websocket": eventsDelivered.WithLabelValues("websocket"),
+}
+
+// delivered is eventsDelivered's child for transport.
+func delivered(transport string) prometheus.Counter {
+	if c, ok := deliveredBy[transport]; ok {
+		return c
+	}
+	return eventsDelivered.WithLabelValues(transport)
+}
 
 func observePublish(group []*publishRequest, events int, took time.Duration, err error) {
 	publishGroups.Inc()
@@ -76,11 +85,7 @@ func observePublish(group []*publishRequest, events int, took time.Duration, err
 // ObserveDelivery records n events written to a subscriber of another door
 // (a WebSocket), and, for live ones, how old the newest of them was.
 func ObserveDelivery(transport string, n int, newest time.Time, live bool) {
-	if transport == "websocket" {
-		wsDelivered.Add(float64(n))
-	} else {
-		eventsDelivered.WithLabelValues(transport).Add(float64(n))
-	}
+	delivered(transport).Add(float64(n))
 	if live {
 		deliveryLatency.Observe(time.Since(newest).Seconds())
 	}

@@ -72,7 +72,7 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 			}
 			cursor = scanned
 			if len(evs) > 0 || s.resync {
-				eventsDelivered.WithLabelValues("polling").Add(float64(len(evs)))
+				delivered("polling").Add(float64(len(evs)))
 				if evs == nil {
 					evs = []*Event{}
 				}

@@ -54,6 +54,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		}
 		st := &sseStream{log: log, hub: hub, reg: reg, verifier: verifier, cfg: lim.stream, conn: conn,
 			requestID: web.RequestID(ctx), cursor: s.cursor, start: time.Now()}
+		st.runner.Step = st.run
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
@@ -67,7 +68,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			hub.streams.Add(1)
 			st.nc = nc
 			st.out = &connSink{conn: nc, timeout: lim.stream.WriteTimeout, head: responseHead(h)}
-			st.running.Store(true) // nothing runs before begin is done
+			st.runner.Hold() // nothing runs before begin is done
 			if st.watch, err = hub.Watch(nc, st.readable); err == nil {
 				err = st.watch.Arm()
 			}
@@ -147,13 +148,11 @@ const (
 
 // sseStream is one subscriber's stream, from its first frame to its end.
 //
-// It is a goroutine only while it has work. poke records that there is
-// some and starts run unless a run is going; the hub pokes it for new
-// events, its timers for a heartbeat or the token's expiry, the tenant's
-// suspension, the poller when the client sends or leaves. At most one run
-// goes at a time, so only it writes to the connection and reads the
-// stream's own state below; that state passes from one run to the next
-// through the running flag. An idle stream is its connection, its hub
+// It is a goroutine only while it has work (see Runner): the hub pokes it
+// for new events, its timers for a heartbeat or the token's expiry, the
+// tenant's suspension, the poller when the client sends or leaves. At most
+// one run goes at a time, so only it writes to the connection and reads
+// the stream's own state below. An idle stream is its connection, its hub
 // subscription, two timers and this struct.
 type sseStream struct {
 	log       *slog.Logger
@@ -171,8 +170,7 @@ type sseStream struct {
 	watch *netpoll.Watch // tells when the client on nc sends or leaves; nil without a poller
 	wake  chan struct{}  // in the handler, where it runs instead of run
 
-	running   atomic.Bool // a run is going, or the stream is over
-	pending   atomic.Bool // poked since the run last looked
+	runner    Runner      // runs step when poked (not in the handler: wake does)
 	beat      atomic.Bool // a heartbeat is due
 	expired   atomic.Bool // the token's expiry has passed
 	suspended atomic.Bool // the tenant was suspended
@@ -206,14 +204,12 @@ func (st *sseStream) begin(s subscription) {
 	}))
 	// The first read happens in the first run, after subscribing: an event
 	// committed before it is read, one committed after it wakes the stream.
-	// running is set until everything below is, so no run starts before.
-	st.running.Store(true)
+	st.runner.Hold() // no run before everything below is set
 	st.sub = st.hub.SubscribeFunc(s.sub.TenantID, s.channels, st.poke)
 	st.heartbeat = time.AfterFunc(cfg.Heartbeat, func() { st.beat.Store(true); st.poke() })
 	st.expiry = time.AfterFunc(time.Until(st.conn.Expires()), func() { st.expired.Store(true); st.poke() })
 	st.unsuspended = st.conn.OnTenantSuspended(func() { st.suspended.Store(true); st.poke() })
-	st.running.Store(false)
-	st.poke()
+	st.runner.Release()
 }
 
 // poke tells the stream there may be something to do. It never blocks.
@@ -225,28 +221,16 @@ func (st *sseStream) poke() {
 		}
 		return
 	}
-	st.pending.Store(true)
-	if st.running.CompareAndSwap(false, true) {
-		go st.run()
-	}
+	st.runner.Poke()
 }
 
-// run does the stream's work until there is none left, or ends the stream.
-func (st *sseStream) run() {
-	for {
-		st.pending.Store(false)
-		if reason := st.step(); reason != "" {
-			st.finish(reason) // running stays set: no run starts again
-			return
-		}
-		// Idle: stop, unless a poke came since the top of the loop, which
-		// either set pending before we clear running, or sees running
-		// cleared and starts another run.
-		st.running.Store(false)
-		if !st.pending.Load() || !st.running.CompareAndSwap(false, true) {
-			return
-		}
+// run is the stream's Runner.Step: its work, or its end.
+func (st *sseStream) run() bool {
+	if reason := st.step(); reason != "" {
+		st.finish(reason)
+		return false
 	}
+	return true
 }
 
 // readable is the poller's call: the client sent something or left. It
@@ -338,7 +322,7 @@ func (st *sseStream) step() string {
 			if st.live { // the newest event's age: what the slowest of the batch waited
 				deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
 			}
-			sseDelivered.Add(float64(len(evs)))
+			delivered("sse").Add(float64(len(evs)))
 		}
 		if len(evs) < readBatch {
 			break
