@@ -80,6 +80,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 				go st.readUntilGone() // no poller here: wait in Read as streams used to
 			}
 			st.begin(s)
+			st.runner.Release()
 			return
 		}
 
@@ -98,6 +99,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		stop := context.AfterFunc(ctx, func() { st.leave(context.Cause(ctx)) })
 		defer stop()
 		st.begin(s)
+		st.poke() // the first step sends the first frames
 		for range st.wake {
 			if reason := st.step(); reason != "" {
 				st.finish(reason)
@@ -185,7 +187,9 @@ type sseStream struct {
 }
 
 // begin writes the stream's first frames and subscribes it: from here on
-// the hub, the timers and the tenant's suspension poke it.
+// the hub, the timers and the tenant's suspension poke it. Its caller then
+// lets it run: Runner.Release, or a first poke in the handler. (A hijacked
+// stream's runner is held from before the poller may poke it.)
 func (st *sseStream) begin(s subscription) {
 	cfg, cursor := st.cfg, st.cursor
 	st.out.write([]byte("retry: " + strconv.FormatInt(cfg.Retry.Milliseconds(), 10) + "\n\n"))
@@ -204,12 +208,10 @@ func (st *sseStream) begin(s subscription) {
 	}))
 	// The first read happens in the first run, after subscribing: an event
 	// committed before it is read, one committed after it wakes the stream.
-	st.runner.Hold() // no run before everything below is set
 	st.sub = st.hub.SubscribeFunc(s.sub.TenantID, s.channels, st.poke)
 	st.heartbeat = time.AfterFunc(cfg.Heartbeat, func() { st.beat.Store(true); st.poke() })
 	st.expiry = time.AfterFunc(time.Until(st.conn.Expires()), func() { st.expired.Store(true); st.poke() })
 	st.unsuspended = st.conn.OnTenantSuspended(func() { st.suspended.Store(true); st.poke() })
-	st.runner.Release()
 }
 
 // poke tells the stream there may be something to do. It never blocks.
