@@ -26,7 +26,11 @@
 //
 // A reservation is never more than the limit less the other instances'
 // current reservations, and every sync reads them and writes its own under
-// one advisory lock, so two instances never reserve the same room. An
+// one advisory lock, so two instances never reserve the same room. What a
+// sync writes is brought up to date under that lock: the connections
+// admitted since its snapshot are reported and reserved, and a first
+// reservation being made meanwhile is kept, not deleted as forgotten
+// (TestSettleHolds, TestSyncKeepsAFirstReservation). An
 // instance that shrinks frees room for the others at their next sync, which
 // is why, in the second or two after traffic moves, fewer requests than the
 // limit are admitted, never more. Rates are token buckets at the reserved

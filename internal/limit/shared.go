@@ -291,6 +291,7 @@ type report struct {
 	demand   float64
 	reserved float64
 	hold     bool
+	ceiling  int // of a connection scope: the most it may hold from the commit on
 }
 
 // syncLock serialises every instance's reservations, so that each is made
@@ -321,11 +322,16 @@ func (s *Shared) Sync(ctx context.Context, instanceID string) error {
 		}
 		reports = append(reports, report{scope: scope, limit: r.limit, demand: r.demand})
 	}
+	var pending []string
 	for scope, h := range s.holds {
 		select {
 		case <-h.ready:
 		default:
-			continue // its first reservation is being made
+			// Its first reservation is being made: keep the row it may
+			// already have written (deleting it would hide the reservation
+			// from the others until the next sync).
+			pending = append(pending, scope)
+			continue
 		}
 		h.demand, h.attempts = float64(h.attempts)/elapsed, 0
 		if h.held == 0 && h.demand == 0 && now.Sub(h.lastUse) > idleScope {
@@ -353,12 +359,14 @@ func (s *Shared) Sync(ctx context.Context, instanceID string) error {
 		for i := range reports {
 			r := &reports[i]
 			if r.hold {
-				r.reserved = float64(holdReserve(r.limit, int(r.held), r.demand, others[r.scope], instances))
+				r.ceiling = holdReserve(r.limit, int(r.held), r.demand, others[r.scope], instances)
+				r.reserved = float64(r.ceiling)
 			} else {
 				r.reserved = rateReserve(r.limit, r.demand, others[r.scope], instances)
 			}
 		}
-		return writeOwn(ctx, tx, instanceID, reports, true)
+		s.settleHolds(reports)
+		return writeOwn(ctx, tx, instanceID, reports, true, pending)
 	})
 	if noHeartbeatYet(err) && others != nil {
 		err = nil // the reservations count for the others from the next sync
@@ -375,13 +383,35 @@ func (s *Shared) Sync(ctx context.Context, instanceID string) error {
 			// A limit changed since the snapshot keeps its scaled ceiling
 			// until the next sync.
 			if h := s.holds[rep.scope]; h != nil && h.limit == rep.limit {
-				h.ceiling = int(rep.reserved)
+				h.ceiling = rep.ceiling
 			}
 		} else if r := s.rates[rep.scope]; r != nil && r.limit == rep.limit {
 			r.setRate(rep.reserved, now)
 		}
 	}
 	return nil
+}
+
+// settleHolds brings the connection reports, computed from a snapshot,
+// up to date just before they are written under the sync lock. Connections
+// admitted since the snapshot were admitted against the old ceiling, which
+// may be above the new one: the report says what is held now, and reserves
+// at least that, so that no other instance counts on room that is taken.
+// Until the commit, a ceiling only comes down (were the sync to fail, the
+// others would still know the old one).
+func (s *Shared) settleHolds(reports []report) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range reports {
+		r := &reports[i]
+		h := s.holds[r.scope]
+		if !r.hold || h == nil || h.limit != r.limit {
+			continue
+		}
+		h.ceiling = min(h.ceiling, r.ceiling)
+		r.held = int64(h.held)
+		r.reserved = max(r.reserved, float64(h.held))
+	}
 }
 
 // reserveFirst reserves this instance's first share of a scope it holds
@@ -402,7 +432,7 @@ func (s *Shared) reserveFirst(ctx context.Context, scope string, limit int) (int
 			return err
 		}
 		ceiling = holdReserve(limit, 0, 1, others[scope], instances)
-		return writeOwn(ctx, tx, instanceID, []report{{scope: scope, limit: limit, demand: 1, reserved: float64(ceiling), hold: true}}, false)
+		return writeOwn(ctx, tx, instanceID, []report{{scope: scope, limit: limit, demand: 1, reserved: float64(ceiling), hold: true}}, false, nil)
 	})
 	if noHeartbeatYet(err) {
 		return ceiling, nil
@@ -458,9 +488,10 @@ func (s *Shared) readOthers(ctx context.Context, tx pgx.Tx, instanceID string, s
 	return others, n + 1, nil
 }
 
-// writeOwn writes this instance's reports; all of them replaces its rows
-// (scopes it no longer knows are deleted), else they are only upserted.
-func writeOwn(ctx context.Context, tx pgx.Tx, instanceID string, reports []report, all bool) error {
+// writeOwn writes this instance's reports. With replace (a sync's reports
+// are all of them), the rows of scopes neither reported nor in keep (the
+// ones it forgot) are deleted; without, the reports are only upserted.
+func writeOwn(ctx context.Context, tx pgx.Tx, instanceID string, reports []report, replace bool, keep []string) error {
 	scopes := make([]string, len(reports))
 	held := make([]int64, len(reports))
 	demand := make([]float64, len(reports))
@@ -468,12 +499,12 @@ func writeOwn(ctx context.Context, tx pgx.Tx, instanceID string, reports []repor
 	for i, r := range reports {
 		scopes[i], held[i], demand[i], reserved[i] = r.scope, r.held, r.demand, r.reserved
 	}
-	if all {
+	if replace {
 		// NOT IN a subquery is a hashed anti-join; NOT scope = ANY($2)
 		// would compare every row with every scope.
 		if _, err := tx.Exec(ctx, `
 			DELETE FROM limit_usage
-			 WHERE instance_id = $1 AND scope NOT IN (SELECT unnest($2::text[]))`, instanceID, scopes); err != nil {
+			 WHERE instance_id = $1 AND scope NOT IN (SELECT unnest($2::text[]))`, instanceID, append(keep, scopes...)); err != nil {
 			return fmt.Errorf("limit: report usage: %w", err)
 		}
 	}

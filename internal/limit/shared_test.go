@@ -269,3 +269,70 @@ func TestSharedConnectionsLimitLowered(t *testing.T) {
 	}
 	within(t, "after lowering", held, 8, 40)
 }
+
+// TestSyncKeepsAFirstReservation: an instance's sync running while its first
+// connection of a scope is being reserved must not delete that reservation,
+// or another instance would count the room as free and, for a second, take
+// it all (seen in CI: 41 connections held against a quota of 30).
+func TestSyncKeepsAFirstReservation(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	const scope, most = "conn:9", 30
+	// a's first Acquire, stopped between its reservation and its return.
+	a.mu.Lock()
+	a.holds[scope] = &holdScope{limit: most, ready: make(chan struct{})}
+	a.mu.Unlock()
+	ceiling, err := a.reserveFirst(t.Context(), scope, most)
+	if err != nil || ceiling == 0 {
+		t.Fatalf("reserveFirst = %d, %v", ceiling, err)
+	}
+	if err := a.Sync(t.Context(), c.ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	var reserved float64
+	if err := c.pool.QueryRow(t.Context(), `SELECT reserved FROM limit_usage WHERE instance_id = $1 AND scope = $2`,
+		c.ids[0], scope).Scan(&reserved); err != nil || int(reserved) != ceiling {
+		t.Fatalf("a's first reservation after its sync: %v, %v; want %d", reserved, err, ceiling)
+	}
+	// b, asked for far more than there is, gets what a's reservation leaves.
+	admitted := 0
+	for range 2 {
+		for range 100 {
+			if b.Acquire(t.Context(), scope, most) {
+				admitted++
+			}
+		}
+		if err := b.Sync(t.Context(), c.ids[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if admitted > most-ceiling {
+		t.Errorf("b admitted %d while a reserved %d of %d", admitted, ceiling, most)
+	}
+}
+
+// TestSettleHolds: connections admitted while a sync was in its transaction
+// (against the old, higher ceiling) are reported and reserved, and the
+// ceiling comes down at once.
+func TestSettleHolds(t *testing.T) {
+	t.Parallel()
+	s := New(nil, 20*time.Second)
+	s.holds["conn:1"] = &holdScope{limit: 30, held: 12, ceiling: 20, ready: make(chan struct{})}
+	s.holds["conn:2"] = &holdScope{limit: 30, held: 3, ceiling: 5, ready: make(chan struct{})}
+	reports := []report{
+		{scope: "conn:1", limit: 30, held: 5, hold: true, ceiling: 10, reserved: 10},
+		{scope: "conn:2", limit: 30, held: 3, hold: true, ceiling: 8, reserved: 8},
+		{scope: "pub:1", limit: 30, reserved: 7},
+	}
+	s.settleHolds(reports)
+	if r := reports[0]; r.held != 12 || r.reserved != 12 || s.holds["conn:1"].ceiling != 10 {
+		t.Errorf("conn:1 settled to held %d reserved %v ceiling %d, want 12, 12, 10", r.held, r.reserved, s.holds["conn:1"].ceiling)
+	}
+	if r := reports[1]; r.held != 3 || r.reserved != 8 || s.holds["conn:2"].ceiling != 5 {
+		t.Errorf("conn:2 settled to held %d reserved %v ceiling %d, want 3, 8, 5 (raised only after the commit)", r.held, r.reserved, s.holds["conn:2"].ceiling)
+	}
+	if reports[2].reserved != 7 {
+		t.Errorf("a rate report changed: %v", reports[2].reserved)
+	}
+}
