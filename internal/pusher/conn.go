@@ -43,11 +43,11 @@ const maxQueued = 1024
 // one write runs at a time, so frames leave in the order they were queued.
 type conn struct {
 	d        *Door
-	ws       *websocket.Conn // for reading messages; frames are written to nc
-	nc       net.Conn        // the socket under ws: the TCP (or TLS) connection
-	wmu      *sync.Mutex     // held while writing to nc, here and by gorilla (frameConn)
-	deadline time.Time       // the write deadline set on nc, under wmu
-	watch    *netpoll.Watch  // nil where reads run in a loop (no poller)
+	ws       *websocket.Conn        // for reading messages; frames are written to nc
+	nc       net.Conn               // the socket under ws: the TCP (or TLS) connection
+	wmu      *sync.Mutex            // held while writing to nc, here and by gorilla (frameConn)
+	socket   *realtime.SocketWriter // writes to nc, under wmu
+	watch    *netpoll.Watch         // nil where reads run in a loop (no poller)
 	socketID string
 	tenantID tenant.ID
 	key      string
@@ -105,7 +105,7 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 	}
 	socketID := strconv.FormatInt(prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
 	c := &conn{
-		d: d, ws: ws, nc: fc.Conn, wmu: fc.mu, socketID: socketID,
+		d: d, ws: ws, nc: fc.Conn, wmu: fc.mu, socket: realtime.NewSocketWriter(fc.Conn), socketID: socketID,
 		info: &realtime.Conn{
 			ID: socketID, Channels: []string{}, Transport: "websocket",
 			RemoteAddr: web.ClientAddrString(r), UserAgent: ua, ConnectedAt: time.Now().UTC(),
@@ -124,7 +124,7 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 
 // refuse ends a connection that was not admitted.
 func (c *conn) refuse(code int, reason string) {
-	_ = c.writeFrames(time.Second, textFrame(errorFrame(code, reason)), encodeClose(code, reason))
+	_ = c.writeFrames(nil, time.Second, textFrame(errorFrame(code, reason)), encodeClose(code, reason))
 	_ = c.nc.Close()
 	c.cancel()
 }
@@ -184,6 +184,7 @@ func (c *conn) take() (out [][]byte, channels map[string]bool, closing *closeFra
 // cleanup) when that is what is left to do.
 func (c *conn) write() bool {
 	if !c.writeOnce() {
+		c.writer.Blocking() // cleanup waits for reads, and for the database
 		c.cleanup()
 		return false
 	}
@@ -261,6 +262,7 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 		if !cache {
 			continue
 		}
+		c.writer.Blocking() // a read from the store
 		ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
 		last, err := c.d.Store.Last(ctx, c.tenantID, name)
 		cancel()
@@ -280,7 +282,7 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 
 // send writes frames within the write timeout.
 func (c *conn) send(frames ...[]byte) error {
-	err := c.writeFrames(c.d.Config.WriteTimeout, frames...)
+	err := c.writeFrames(&c.writer, c.d.Config.WriteTimeout, frames...)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		realtime.CountSlowConsumer()
 	}
@@ -288,18 +290,19 @@ func (c *conn) send(frames ...[]byte) error {
 }
 
 // writeFrames writes frames, shared with other connections and never
-// changed, in one writev of references to them, within timeout.
-func (c *conn) writeFrames(timeout time.Duration, frames ...[]byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	// A deadline between half the timeout and the timeout away is kept:
-	// resetting it is a timer operation on every write.
-	if now := time.Now(); c.deadline.Sub(now) < timeout/2 || c.deadline.Sub(now) > timeout {
-		c.deadline = now.Add(timeout)
-		_ = c.nc.SetWriteDeadline(c.deadline)
+// changed, in one writev of references to them, within timeout. r is the
+// connection's Runner when its step writes, else nil.
+func (c *conn) writeFrames(r *realtime.Runner, timeout time.Duration, frames ...[]byte) error {
+	if !c.wmu.TryLock() {
+		// gorilla is writing a control frame, and may wait for the client.
+		if r != nil {
+			r.Blocking()
+		}
+		c.wmu.Lock()
 	}
+	defer c.wmu.Unlock()
 	bufs := net.Buffers(frames)
-	_, err := bufs.WriteTo(c.nc)
+	_, err := c.socket.Write(r, &bufs, timeout)
 	return err
 }
 
@@ -310,7 +313,7 @@ func (c *conn) sendClose(code int, reason string) {
 	if code >= 4000 {
 		frames = append([][]byte{textFrame(errorFrame(code, reason))}, frames...)
 	}
-	_ = c.writeFrames(time.Second, frames...)
+	_ = c.writeFrames(&c.writer, time.Second, frames...)
 	closes.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 

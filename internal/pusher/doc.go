@@ -39,7 +39,9 @@
 //
 // An idle connection holds no goroutine: the hub's poller (package
 // netpoll) says when the client sends something, and write runs only
-// while there is something to send. What it holds is its socket, gorilla's
+// while there is something to send, on the realtime core's writers (one
+// per core) like an SSE stream's step, leaving them (Runner.Blocking) only
+// to wait for a full socket or a read from the store. What it holds is its socket, gorilla's
 // 256-byte read buffer and a few small structs (docs/benchmarks.md).
 // gorilla/websocket upgrades and reads; the door encodes the frames it
 // sends itself (frames.go), once per event for every connection, so that a

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/hybridrt/hybridrt/internal/realtime"
 )
 
 // TestFramesReadByGorilla: the frames the door encodes itself are what a
@@ -29,10 +31,19 @@ func TestFramesReadByGorilla(t *testing.T) {
 			frames = append(frames, textFrame(bytes.Repeat([]byte("x"), n)))
 		}
 		frames = append(frames, appendFrame(nil, opClose, websocket.FormatCloseMessage(4200, "bye")))
-		c := &conn{nc: fc.Conn, wmu: fc.mu}
-		if err := c.writeFrames(5*time.Second, frames...); err != nil {
-			t.Error(err)
+		c := &conn{nc: fc.Conn, wmu: fc.mu, socket: realtime.NewSocketWriter(fc.Conn)}
+		// Written as the connection's step does, on a writer: what the
+		// socket does not take at once is written after Blocking.
+		done := make(chan struct{})
+		c.writer.Step = func() bool {
+			if err := c.writeFrames(&c.writer, 5*time.Second, frames...); err != nil {
+				t.Error(err)
+			}
+			close(done)
+			return false
 		}
+		c.writer.Poke()
+		<-done
 	}))
 	defer srv.Close()
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)

@@ -232,6 +232,7 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	}
 	c.cursor = cursor
 	c.sub = d.Hub.SubscribeFunc(tenantID, []string{}, c.poke) // channels come with pusher:subscribe
+	c.sub.BeforeBlock = c.writer.Blocking
 	d.mu.Lock()
 	d.conns[c] = struct{}{}
 	d.mu.Unlock()

@@ -47,11 +47,16 @@
 //
 // Over HTTP/1.1 an SSE handler takes the TCP connection over (hijacks it)
 // and returns. From then on a stream holds no goroutine while it is idle: it
-// is a state machine that runs (in a goroutine started for the purpose)
-// only when something pokes it: the hub's wake-up, its heartbeat or expiry
-// timer, its tenant's suspension, or the hub's poller (package netpoll),
-// which watches every stream's socket from one goroutine and says when a
-// client leaves. The Pusher door's sockets work the same way. Where the
+// is a state machine (a Runner) that runs only when something pokes it: the
+// hub's wake-up, its heartbeat or expiry timer, its tenant's suspension, or
+// the hub's poller (package netpoll), which watches every stream's socket
+// from one goroutine and says when a client leaves. The Pusher door's
+// sockets work the same way. A poked stream's step runs on one of a few
+// writers, one per core, that take poked streams in turn; a write to a
+// socket that cannot take it now, or a read from the store, moves the step
+// off the writers (Runner.Blocking) to wait on a goroutine of its own, and
+// a new writer takes its place, so one slow client never holds the others
+// up. Where the
 // connection cannot be taken (HTTP/2, a middleware that hides it) the
 // stream runs in the handler through the ResponseWriter, doing the same
 // steps when poked.
@@ -66,8 +71,9 @@
 // What one event costs: per instance, one INSERT row, one notification and
 // (on every instance but the publishing one) one read of the row; one SSE
 // frame encoded once and shared (the Pusher door frames it once too). Per
-// subscriber whose channels it touches: a wake-up, a scan of the ring from
-// its cursor under a read lock, and its share of one writev. Writes are
+// subscriber whose channels it touches: a wake-up (a place in the writers'
+// queue, not a goroutine), a scan of the ring from its cursor under a read
+// lock, and its share of one writev, tried without waiting. Writes are
 // most of it: a write to a socket costs microseconds of system call
 // whatever it carries, so under heavy publishing a room wakes its
 // subscribers at most every wakeGap (3 ms), and each stream sends what came

@@ -89,6 +89,10 @@ type Subscription struct {
 	list     []string // nil when all
 	wake     chan struct{}
 	notify   func() // instead of wake, when set (SubscribeFunc)
+
+	// BeforeBlock, when set, is called before After reads the store: a
+	// stream's Runner.Blocking, so that the read does not hold a writer.
+	BeforeBlock func()
 }
 
 // wants reports whether the subscription reads channel c.
@@ -319,6 +323,9 @@ func (s *Subscription) After(ctx context.Context, cursor int64, limit int) ([]*E
 // the ring's floor, or the store's head when the ring is not ready, and
 // returns where it read up to.
 func (s *Subscription) readStore(ctx context.Context, ready bool, floor, cursor int64, limit int) ([]*Event, int64, error) {
+	if s.BeforeBlock != nil {
+		s.BeforeBlock()
+	}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	upTo := floor // events above the ring's floor are the ring's to serve

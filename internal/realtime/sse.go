@@ -67,7 +67,7 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 			limitUnacked(nc, lim.stream.Heartbeat+lim.stream.WriteTimeout)
 			hub.streams.Add(1)
 			st.nc = nc
-			st.out = &connSink{conn: nc, timeout: lim.stream.WriteTimeout, head: responseHead(h)}
+			st.out = &connSink{w: NewSocketWriter(nc), runner: &st.runner, timeout: lim.stream.WriteTimeout, head: responseHead(h)}
 			st.runner.Hold() // nothing runs before begin is done
 			if st.watch, err = hub.Watch(nc, st.readable); err == nil {
 				err = st.watch.Arm()
@@ -209,6 +209,7 @@ func (st *sseStream) begin(s subscription) {
 	// The first read happens in the first run, after subscribing: an event
 	// committed before it is read, one committed after it wakes the stream.
 	st.sub = st.hub.SubscribeFunc(s.sub.TenantID, s.channels, st.poke)
+	st.sub.BeforeBlock = st.runner.Blocking
 	st.heartbeat = time.AfterFunc(cfg.Heartbeat, func() { st.beat.Store(true); st.poke() })
 	st.expiry = time.AfterFunc(time.Until(st.conn.Expires()), func() { st.expired.Store(true); st.poke() })
 	st.unsuspended = st.conn.OnTenantSuspended(func() { st.suspended.Store(true); st.poke() })
@@ -297,6 +298,7 @@ func (st *sseStream) step() string {
 		return "tenant suspended"
 	}
 	if st.expired.Swap(false) {
+		st.runner.Blocking()
 		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 		exp := st.reg.refresh(ctx, st.conn)
 		cancel()
@@ -333,6 +335,7 @@ func (st *sseStream) step() string {
 	st.live = true
 
 	if st.beat.Swap(false) {
+		st.runner.Blocking()
 		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 		active := st.keyActive(ctx)
 		cancel()
@@ -432,15 +435,15 @@ type sink interface {
 // sent with one writev of references to them, not copied; an idle stream
 // holds no buffer at all.
 type connSink struct {
-	conn     net.Conn
-	timeout  time.Duration
-	deadline time.Time   // the write deadline set on conn
-	head     []byte      // the response's status line and headers, until the first flush
-	batch    net.Buffers // batch[0] is reserved for the chunk's size line
-	size     int
-	sent     int64
-	line     [20]byte  // the chunk's size line, when there is no head to send with it
-	bufs     [4][]byte // batch's room for a chunk of up to two frames, with no allocation
+	w       *SocketWriter
+	runner  *Runner // whose step writes
+	timeout time.Duration
+	head    []byte      // the response's status line and headers, until the first flush
+	batch   net.Buffers // batch[0] is reserved for the chunk's size line
+	size    int
+	sent    int64
+	line    [20]byte  // the chunk's size line, when there is no head to send with it
+	bufs    [4][]byte // batch's room for a chunk of up to two frames, with no allocation
 }
 
 func (c *connSink) write(frame []byte) {
@@ -474,14 +477,7 @@ func (c *connSink) last() {
 }
 
 func (c *connSink) send() error {
-	// A deadline that leaves at least half the timeout is kept: resetting
-	// it is a timer operation on every write, and a client that stops
-	// reading is still cut off within half to all of the timeout.
-	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 || c.deadline.Sub(now) > c.timeout {
-		c.deadline = now.Add(c.timeout)
-		_ = c.conn.SetWriteDeadline(c.deadline)
-	}
-	n, err := c.batch.WriteTo(c.conn) // consumes c.batch
+	n, err := c.w.Write(c.runner, &c.batch, c.timeout) // consumes c.batch
 	c.sent += n
 	c.batch, c.size = nil, 0
 	return err
