@@ -76,8 +76,11 @@
 // lock, and its share of one writev, tried without waiting. Writes are
 // most of it: a write to a socket costs microseconds of system call
 // whatever it carries, so under heavy publishing a room wakes its
-// subscribers at most every wakeGap (3 ms), and each stream sends what came
-// meanwhile in one chunk. The first event after a quiet spell goes at once.
+// subscribers at most every wakeGap, 0.1 ms per subscriber up to 10 ms (a
+// room of 100 waits up to 10 ms, a room of 5 half a millisecond), and each
+// stream sends what came meanwhile in one chunk: the room's writes then
+// cost at most about a tenth of a core. The first event after a quiet spell
+// goes at once.
 //
 // # Ordering and loss
 //

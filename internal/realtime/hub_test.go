@@ -161,3 +161,45 @@ func TestRingByteCap(t *testing.T) {
 		t.Errorf("ring of 1 MiB events holds %d events, %d bytes; want at most %d bytes", r.n, r.bytes, maxRingBytes)
 	}
 }
+
+// TestWakeGap: the first event after a quiet spell wakes at once; one that
+// follows within the room's gap waits for the gap's end, and the gap grows
+// with the room up to its cap.
+func TestWakeGap(t *testing.T) {
+	t.Parallel()
+	if g := wakeGap(1); g != wakeGapPerSubscriber {
+		t.Errorf("wakeGap(1) = %v, want %v", g, wakeGapPerSubscriber)
+	}
+	if g := wakeGap(1_000_000); g != maxWakeGap {
+		t.Errorf("wakeGap of a huge room = %v, want the cap %v", g, maxWakeGap)
+	}
+
+	h, r := readyHub(64, 0)
+	subs := make([]*Subscription, 50) // a gap of 5 ms
+	for i := range subs {
+		subs[i] = h.Subscribe(1, []string{"a"})
+		defer subs[i].Close()
+	}
+	s := subs[0]
+	first := time.Now()
+	r.ingest([]*Event{testEvent(1, "a")})
+	select {
+	case <-s.Wake():
+	default:
+		t.Fatal("the first event did not wake at once")
+	}
+	r.ingest([]*Event{testEvent(2, "a")})
+	select {
+	case <-s.Wake():
+		// Allowed only if the gap had already passed (a slow machine).
+		if time.Since(first) < wakeGap(len(subs)) {
+			t.Fatal("an event right after another woke at once, not at the gap's end")
+		}
+	default:
+	}
+	select {
+	case <-s.Wake():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the deferred wake-up never came")
+	}
+}
