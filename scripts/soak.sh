@@ -53,8 +53,14 @@ awk -v r="$ratio" -v b="$F5B_BASELINE" 'BEGIN{exit !(r != "" && r >= 0.8*b)}' ||
 [ "$deadlocks" = 0 ] || { echo "soak: F5b saw $deadlocks deadlocks"; exit 1; }
 
 echo "== process tests at soak size"
+# Without -race: at 5,000 and 10,000 clients the race-instrumented test
+# process, reading every stream on the same two cores, becomes the
+# bottleneck and measures itself (the 5,000-client storm then misses its
+# bound even with no connection limit at all). The servers under test are
+# built without -race either way, and make test runs these tests with -race
+# at 1,000 and 2,000 clients.
 PG_DATABASE=postgres PG_MAX_CONNECTIONS=500 TEST_DATABASE_URL=$(PG_DATABASE=postgres scripts/pg.sh start "$tmp/pg") \
-	go test -tags soak -race -count=1 -run 'TestProcess|TestManyStreams' -timeout 30m ./cmd/api
+	go test -tags soak -count=1 -run 'TestProcess|TestManyStreams' -timeout 30m ./cmd/api
 
 fuzztime=${FUZZTIME:-2m}
 # FuzzJWTVerify looks made-up kids up in a real database, as production does.

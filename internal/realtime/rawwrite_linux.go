@@ -2,7 +2,9 @@ package realtime
 
 import (
 	"net"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,13 +51,36 @@ func (w *rawWriter) write(bufs *net.Buffers) int64 {
 	return int64(w.n)
 }
 
+// iovecs lends writev its iovec arrays. unix.Writev allocates one for
+// more than eight buffers on every write, which a batched stream always
+// has; one kept per connection would stay with it while idle.
+var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
+
 // writev is the RawConn's callback: true, never wait for the socket.
 func (w *rawWriter) writev(fd uintptr) bool {
-	for {
-		n, err := unix.Writev(int(fd), w.iov)
-		if err != unix.EINTR {
-			w.n = n
-			return true
+	iov := iovecs.Get().(*[maxIovecs]unix.Iovec)
+	n := 0
+	for _, b := range w.iov {
+		if len(b) > 0 {
+			iov[n].Base = &b[0]
+			iov[n].SetLen(len(b))
+			n++
 		}
 	}
+	w.n = 0
+	for n > 0 {
+		r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			w.n = -1
+		} else {
+			w.n = int(r)
+		}
+		break
+	}
+	clear(iov[:n]) // hold no frame past the write
+	iovecs.Put(iov)
+	return true
 }
