@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -128,4 +129,30 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkPublishLone publishes one event at a time, back to back and then
+// after a quiet spell like the second between the fan-out benchmark's events:
+// the "quiet" figure is what a lone event's commit costs there, wake-ups of
+// an idle process, its database backend and the disk included. The figure
+// is the median publish, without the quiet (which ns/op includes).
+func BenchmarkPublishLone(b *testing.B) {
+	pool := pgtest.NewDB(b)
+	p := startPublisher(b, pool)
+	tid := newTenant(b, pool)
+	for _, quiet := range []time.Duration{0, 300 * time.Millisecond} {
+		b.Run(fmt.Sprintf("quiet=%v", quiet), func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				time.Sleep(quiet)
+				start := time.Now()
+				if _, err := p.Publish(context.Background(), tid, draft(1), "", nil); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms/publish")
+		})
+	}
 }
