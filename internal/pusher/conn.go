@@ -21,6 +21,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
+	"github.com/hybridrt/hybridrt/internal/wsframe"
 )
 
 // readBatch is how many events the writer reads at a time.
@@ -43,11 +44,10 @@ const maxQueued = 1024
 // one write runs at a time, so frames leave in the order they were queued.
 type conn struct {
 	d        *Door
-	ws       *websocket.Conn        // for reading messages; frames are written to nc
-	nc       net.Conn               // the socket under ws: the TCP (or TLS) connection
-	wmu      *sync.Mutex            // held while writing to nc, here and by gorilla (frameConn)
-	socket   *realtime.SocketWriter // writes to nc, under wmu
-	watch    *netpoll.Watch         // nil where reads run in a loop (no poller)
+	ws       *websocket.Conn // for reading messages; frames are written to nc
+	nc       net.Conn        // the socket under ws: the TCP (or TLS) connection
+	wire     *wsframe.Writer // writes frames to nc, between gorilla's
+	watch    *netpoll.Watch  // nil where reads run in a loop (no poller)
 	socketID string
 	tenantID tenant.ID
 	key      string
@@ -97,7 +97,7 @@ type subscription struct {
 }
 
 func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn {
-	fc := ws.NetConn().(*frameConn)
+	fc := ws.NetConn().(*wsframe.Conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	ua := r.UserAgent()
 	if len(ua) > 300 {
@@ -105,7 +105,7 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 	}
 	socketID := strconv.FormatInt(prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
 	c := &conn{
-		d: d, ws: ws, nc: fc.Conn, wmu: fc.mu, socket: realtime.NewSocketWriter(fc.Conn), socketID: socketID,
+		d: d, ws: ws, nc: fc.Conn, wire: wsframe.NewWriter(fc), socketID: socketID,
 		info: &realtime.Conn{
 			ID: socketID, Channels: []string{}, Transport: "websocket",
 			RemoteAddr: web.ClientAddrString(r), UserAgent: ua, ConnectedAt: time.Now().UTC(),
@@ -124,13 +124,13 @@ func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn 
 
 // refuse ends a connection that was not admitted.
 func (c *conn) refuse(code int, reason string) {
-	_ = c.writeFrames(nil, time.Second, textFrame(errorFrame(code, reason)), encodeClose(code, reason))
+	_ = c.wire.Write(nil, time.Second, wsframe.Text(errorFrame(code, reason)), wsframe.Close(code, reason))
 	_ = c.nc.Close()
 	c.cancel()
 }
 
 // queue adds a message for write to send.
-func (c *conn) queue(msg []byte) { c.queueFrame(textFrame(msg)) }
+func (c *conn) queue(msg []byte) { c.queueFrame(wsframe.Text(msg)) }
 
 // queueFrame adds an encoded frame for write to send.
 // A client that provokes more than maxQueued frames without reading them
@@ -267,7 +267,7 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 		last, err := c.d.Store.Last(ctx, c.tenantID, name)
 		cancel()
 		if err != nil || last == nil { // a store error: no cache is better than no subscription
-			frames = append(frames, textFrame([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
+			frames = append(frames, wsframe.Text([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
 			cacheMisses.Inc()
 			continue
 		}
@@ -282,44 +282,22 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 
 // send writes frames within the write timeout.
 func (c *conn) send(frames ...[]byte) error {
-	err := c.writeFrames(&c.writer, c.d.Config.WriteTimeout, frames...)
+	err := c.wire.Write(&c.writer, c.d.Config.WriteTimeout, frames...)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		realtime.CountSlowConsumer()
 	}
 	return err
 }
 
-// writeFrames writes frames, shared with other connections and never
-// changed, in one writev of references to them, within timeout. r is the
-// connection's Runner when its step writes, else nil.
-func (c *conn) writeFrames(r *realtime.Runner, timeout time.Duration, frames ...[]byte) error {
-	if !c.wmu.TryLock() {
-		// gorilla is writing a control frame, and may wait for the client.
-		if r != nil {
-			r.Blocking()
-		}
-		c.wmu.Lock()
-	}
-	defer c.wmu.Unlock()
-	bufs := net.Buffers(frames)
-	_, err := c.socket.Write(r, &bufs, timeout)
-	return err
-}
-
 // sendClose sends pusher:error (for the protocol's own codes) and a close
 // frame, briefly: the client may be gone.
 func (c *conn) sendClose(code int, reason string) {
-	frames := [][]byte{encodeClose(code, reason)}
+	frames := [][]byte{wsframe.Close(code, reason)}
 	if code >= 4000 {
-		frames = append([][]byte{textFrame(errorFrame(code, reason))}, frames...)
+		frames = append([][]byte{wsframe.Text(errorFrame(code, reason))}, frames...)
 	}
-	_ = c.writeFrames(&c.writer, time.Second, frames...)
+	_ = c.wire.Write(&c.writer, time.Second, frames...)
 	closes.WithLabelValues(strconv.Itoa(code)).Inc()
-}
-
-// encodeClose is a close frame with code and reason.
-func encodeClose(code int, reason string) []byte {
-	return appendFrame(nil, opClose, websocket.FormatCloseMessage(code, reason))
 }
 
 // cleanup ends the connection: the socket, then (once read has stopped and

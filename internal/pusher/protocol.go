@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/wsframe"
 )
 
 // Close codes and pusher:error codes of the Channels protocol. pusher-js
@@ -107,7 +108,7 @@ func eventFrame(e *realtime.Event) []byte {
 		b = append(b, `,"id":"`...)
 		b = strconv.AppendInt(b, e.ID, 10)
 		b = append(b, `"}`...)
-		return textFrame(b)
+		return wsframe.Text(b)
 	}).([]byte)
 }
 

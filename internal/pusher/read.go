@@ -16,6 +16,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/wsframe"
 )
 
 // opTimeout bounds the database work one client message may cause.
@@ -57,7 +58,7 @@ func (c *conn) endReads() {
 // readOne reads one message and acts on it; false ends the connection.
 // The read has no deadline of its own: the door's sweep closes a client
 // that has been silent too long (see Door.Run), which ends it too.
-// gorilla/websocket reads from a frameConn, so after a message nothing of
+// gorilla/websocket reads from a wsframe.Conn, so after a message nothing of
 // the next one is left in its buffer, only in the socket, where the poller
 // sees it.
 func (c *conn) readOne() bool {
@@ -217,9 +218,9 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 			return
 		}
 		s.watcher, s.user = w, member.UserID
-		frames = append(frames, textFrame(jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))))
+		frames = append(frames, wsframe.Text(jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))))
 	} else {
-		frames = append(frames, textFrame(frame("pusher_internal:subscription_succeeded", name, "{}")))
+		frames = append(frames, wsframe.Text(frame("pusher_internal:subscription_succeeded", name, "{}")))
 	}
 
 	c.mu.Lock()
@@ -233,7 +234,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 	s.ready = true
 	c.out = append(c.out, frames...)
 	for _, ch := range s.pending {
-		c.out = append(c.out, textFrame(memberFrame(name, ch)))
+		c.out = append(c.out, wsframe.Text(memberFrame(name, ch)))
 	}
 	s.pending = nil
 	names := c.channelNames()

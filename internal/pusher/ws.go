@@ -1,7 +1,6 @@
 package pusher
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,6 +24,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
+	"github.com/hybridrt/hybridrt/internal/wsframe"
 )
 
 // Config holds the WebSocket door's knobs.
@@ -126,7 +125,7 @@ func (d *Door) socketPrefix(ctx context.Context) (int64, error) {
 // ServeHTTP upgrades GET /app/{key} and serves the connection.
 func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
-	ws, err := d.upgrader.Upgrade(hijacker{w}, r, nil)
+	ws, err := d.upgrader.Upgrade(wsframe.Hijacker{ResponseWriter: w}, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
@@ -158,20 +157,6 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go c.readLoop() // no poller here: read in a goroutine of our own
 	}
 	c.writer.Release() // write may run from here on: it sends connection_established
-}
-
-// hijacker lets gorilla/websocket take the connection through middleware
-// that wraps the ResponseWriter (and unwraps, as http.ResponseController
-// needs), and gives it a frameConn, so that it reads no further than a
-// frame and writes only between the door's own writes.
-type hijacker struct{ http.ResponseWriter }
-
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	return &frameConn{Conn: nc, mu: &sync.Mutex{}}, brw, nil
 }
 
 // admit checks the connection's protocol version, key and tenant, and

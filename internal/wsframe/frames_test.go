@@ -1,4 +1,4 @@
-package pusher
+package wsframe
 
 import (
 	"bytes"
@@ -21,28 +21,29 @@ func TestFramesReadByGorilla(t *testing.T) {
 	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := websocket.Upgrader{}
-		ws, err := u.Upgrade(hijacker{w}, r, nil)
+		ws, err := u.Upgrade(Hijacker{w}, r, nil)
 		if err != nil {
 			return
 		}
-		fc := ws.NetConn().(*frameConn)
+		fc := ws.NetConn().(*Conn)
 		var frames [][]byte
 		for _, n := range sizes {
-			frames = append(frames, textFrame(bytes.Repeat([]byte("x"), n)))
+			frames = append(frames, Text(bytes.Repeat([]byte("x"), n)))
 		}
-		frames = append(frames, appendFrame(nil, opClose, websocket.FormatCloseMessage(4200, "bye")))
-		c := &conn{nc: fc.Conn, wmu: fc.mu, socket: realtime.NewSocketWriter(fc.Conn)}
-		// Written as the connection's step does, on a writer: what the
+		frames = append(frames, AppendFrame(nil, OpClose, websocket.FormatCloseMessage(4200, "bye")))
+		fw := NewWriter(fc)
+		// Written as a connection's step does, on a writer: what the
 		// socket does not take at once is written after Blocking.
+		var runner realtime.Runner
 		done := make(chan struct{})
-		c.writer.Step = func() bool {
-			if err := c.writeFrames(&c.writer, 5*time.Second, frames...); err != nil {
+		runner.Step = func() bool {
+			if err := fw.Write(&runner, 5*time.Second, frames...); err != nil {
 				t.Error(err)
 			}
 			close(done)
 			return false
 		}
-		c.writer.Poke()
+		runner.Poke()
 		<-done
 	}))
 	defer srv.Close()
@@ -73,18 +74,18 @@ func TestFrameConnStopsAtMessageEnd(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer wg.Done()
 		u := websocket.Upgrader{ReadBufferSize: 256}
-		ws, err := u.Upgrade(hijacker{w}, r, nil)
+		ws, err := u.Upgrade(Hijacker{w}, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		defer ws.Close()
-		fc := ws.NetConn().(*frameConn)
+		fc := ws.NetConn().(*Conn)
 		time.Sleep(300 * time.Millisecond) // every message is in the socket
 		for i, want := range messages {
 			_, data, err := ws.ReadMessage()
 			if err != nil || string(data) != want {
-				t.Errorf("message %d: %q…, %v", i, clip(string(data)), err)
+				t.Errorf("message %d: %.40q…, %v", i, data, err)
 				return
 			}
 			if fc.have != 0 || fc.left != 0 {
@@ -97,7 +98,7 @@ func TestFrameConnStopsAtMessageEnd(t *testing.T) {
 			// text opcode (and FIN, unless the client split the message).
 			var b [1]byte
 			_ = fc.Conn.SetReadDeadline(time.Now().Add(time.Second))
-			if _, err := fc.Conn.Read(b[:]); err != nil || b[0]&0x0F != opText {
+			if _, err := fc.Conn.Read(b[:]); err != nil || b[0]&0x0F != OpText {
 				t.Errorf("after message %d the socket holds %#x, %v; want the next message's first byte", i, b[0], err)
 				return
 			}
