@@ -177,7 +177,22 @@ type Token struct {
 // MintToken mints a subscriber token for user sub with extra channel grants
 // (names or prefix* patterns), valid for ttl (at most 24 h).
 func (c *Client) MintToken(ctx context.Context, sub string, channels []string, ttl time.Duration) (Token, error) {
-	body, _ := json.Marshal(map[string]any{"sub": sub, "channels": channels, "ttl": int(ttl.Seconds())})
+	return c.Mint(ctx, TokenRequest{Sub: sub, Channels: channels, TTL: ttl})
+}
+
+// TokenRequest is what a minted subscriber token allows.
+type TokenRequest struct {
+	Sub      string          // the user
+	Channels []string        // channels to subscribe to besides user:<sub>: names or prefix* patterns
+	Publish  []string        // channels to send client events to: names or prefix* patterns
+	Info     json.RawMessage // a JSON object presence shows beside Sub, at most 1 KB
+	TTL      time.Duration   // at most 24 h; 0 is an hour
+}
+
+// Mint mints a subscriber token as r asks.
+func (c *Client) Mint(ctx context.Context, r TokenRequest) (Token, error) {
+	body, _ := json.Marshal(map[string]any{"sub": r.Sub, "channels": r.Channels, "publish": r.Publish,
+		"info": r.Info, "ttl": int(r.TTL.Seconds())})
 	var t Token
 	err := c.do(ctx, http.MethodPost, "/v1/tokens", body, nil, &t)
 	return t, err

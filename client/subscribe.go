@@ -81,6 +81,8 @@ type Subscription struct {
 	state  State
 	cursor int64
 	tok    token
+	own    map[int64]bool // ids of client events this subscription published, not to be delivered back
+	pollID string         // the connection id its polls and, while it polls, its client events give
 }
 
 // Subscribe starts receiving events. It returns at once; events arrive on
@@ -100,7 +102,8 @@ func Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscription, error
 	opts.ReadyTimeout = cmpOr(opts.ReadyTimeout, 10*time.Second)
 	opts.RetrySSE = cmpOr(opts.RetrySSE, time.Minute)
 	opts.PollTimeout = cmpOr(opts.PollTimeout, 25*time.Second)
-	s := &Subscription{opts: opts, events: make(chan Event, 1024), done: make(chan struct{}), cursor: -1}
+	s := &Subscription{opts: opts, events: make(chan Event, 1024), done: make(chan struct{}), cursor: -1,
+		pollID: "c_poll" + strconv.FormatUint(rand.Uint64(), 36)}
 	if opts.Cursor != "" {
 		c, err := strconv.ParseInt(opts.Cursor, 10, 64)
 		if err != nil {
@@ -171,11 +174,13 @@ func (s *Subscription) deliver(ctx context.Context, e Event) bool {
 		}
 		s.mu.Lock()
 		dup := id <= s.cursor
+		mine := s.own[id]
 		if !dup {
 			s.cursor = id
 		}
+		delete(s.own, id)
 		s.mu.Unlock()
-		if dup {
+		if dup || mine {
 			return true
 		}
 	}
@@ -185,6 +190,49 @@ func (s *Subscription) deliver(ctx context.Context, e Event) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// Publish sends a client event to channel: typ starts with "client-", the
+// token's publish claim names the channel, and the tenant takes client
+// events (clientEvents in its settings). It returns the event's id. This
+// subscription does not get its own event back: its SSE stream or its
+// polls skip it, and after a switch of transport it is dropped by id.
+func (s *Subscription) Publish(ctx context.Context, channel, typ string, data any) (string, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return "", fmt.Errorf("hybridrt: encode the data of a %s event: %w", typ, err)
+	}
+	t, err := s.freshToken(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	conn := s.pollID // the polls skip what it sends
+	if s.state.Connected && s.state.Transport == SSE {
+		conn = s.state.ConnectionID // the stream skips what it sends
+	}
+	s.mu.Unlock()
+	body, _ := json.Marshal(map[string]any{"channel": channel, "type": typ, "data": json.RawMessage(raw), "connectionId": conn})
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	if err := doJSON(ctx, s.opts.HTTP, http.MethodPost, s.opts.URL+"/api/realtime/publish", t.value, body, nil, &out); err != nil {
+		return "", err
+	}
+	if len(out.IDs) != 1 {
+		return "", fmt.Errorf("hybridrt: publish answered %d ids for one event", len(out.IDs))
+	}
+	if id, err := strconv.ParseInt(out.IDs[0], 10, 64); err == nil {
+		s.mu.Lock()
+		if id > s.cursor { // not yet delivered: drop it when it comes
+			if s.own == nil || len(s.own) > 1000 {
+				s.own = map[int64]bool{} // ids never delivered (another channel) do not pile up
+			}
+			s.own[id] = true
+		}
+		s.mu.Unlock()
+	}
+	return out.IDs[0], nil
 }
 
 func (s *Subscription) cursorParam() string {
@@ -430,8 +478,9 @@ func (s *Subscription) poll(ctx context.Context) error {
 		return err
 	}
 	q := url.Values{
-		"channels": {strings.Join(s.opts.Channels, ",")},
-		"timeout":  {strconv.Itoa(int(s.opts.PollTimeout.Seconds()))},
+		"channels":     {strings.Join(s.opts.Channels, ",")},
+		"timeout":      {strconv.Itoa(int(s.opts.PollTimeout.Seconds()))},
+		"connectionId": {s.pollID},
 	}
 	if c := s.cursorParam(); c != "" {
 		q.Set("cursor", c)

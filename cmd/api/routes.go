@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	jssdk "github.com/hybridrt/hybridrt/clients/js"
 	"github.com/hybridrt/hybridrt/docs"
@@ -155,6 +156,10 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			jwtOnly := auth.RequireSubscriber(log, s.verifier, s.tickets, false)
 			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/tickets", auth.HandleTicket(log, s.tickets))
 			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
+			// Client events from SSE and long-poll clients, at CLIENT_EVENT_RATE
+			// per connection as over the Pusher protocol.
+			clientRate := web.NewBuckets[string](rate.Limit(cfg.Pusher.ClientEventRate), cfg.Pusher.ClientEventRate)
+			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/publish", realtime.HandleClientPublish(log, s.pub, s.limits, s.quotas.Settings, clientRate))
 			// A stream's setup waits on the database as long as an API
 			// request may; the stream itself has no deadline.
 			connect := web.WithConnectDeadline(apiDeadline)

@@ -362,7 +362,7 @@ func (c *Console) HandleMintToken(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusOK, views.TokensPage(p, f, nil))
 		return
 	}
-	token, exp, err := c.Signing.Mint(r.Context(), tenant.FromContext(r.Context()), f.Get("sub"), grants, time.Duration(ttl)*time.Second, time.Now())
+	token, exp, err := c.Signing.Mint(r.Context(), tenant.FromContext(r.Context()), auth.TokenClaims{Subject: f.Get("sub"), Channels: grants}, time.Duration(ttl)*time.Second, time.Now())
 	if errors.Is(err, auth.ErrNoSigningKey) {
 		f.Errors["sub"] = "This tenant has no active signing key: create one on the Signing keys page."
 		c.render(w, r, http.StatusOK, views.TokensPage(p, f, nil))
@@ -408,7 +408,7 @@ es.addEventListener('test', (e) => console.log(JSON.parse(e.data)));`, base, bas
 // for user console-tester on broadcast, using a ticket minted for it.
 func (c *Console) HandleSubscriber(w http.ResponseWriter, r *http.Request) {
 	tid := tenant.FromContext(r.Context())
-	token, _, err := c.Signing.Mint(r.Context(), tid, "console-tester", nil, time.Hour, time.Now())
+	token, _, err := c.Signing.Mint(r.Context(), tid, auth.TokenClaims{Subject: "console-tester"}, time.Hour, time.Now())
 	if errors.Is(err, auth.ErrNoSigningKey) {
 		p := c.page(r, "No signing key", "clients")
 		c.render(w, r, http.StatusConflict, views.ErrorPage(p, "This tenant has no active signing key; create one on the Signing keys page first."))

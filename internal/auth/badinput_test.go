@@ -260,6 +260,20 @@ func checkAccepted(t *testing.T, token string, sub Subscriber) {
 			t.Fatalf("accepted grant %q", g)
 		}
 	}
+	if len(sub.Publish) > MaxGrants {
+		t.Fatalf("accepted %d publish grants", len(sub.Publish))
+	}
+	for _, g := range sub.Publish {
+		if channel.ValidPattern(g) != nil {
+			t.Fatalf("accepted publish grant %q", g)
+		}
+	}
+	if len(sub.Info) > 0 {
+		var obj map[string]any
+		if len(sub.Info) > MaxInfo || json.Unmarshal(sub.Info, &obj) != nil || obj == nil {
+			t.Fatalf("accepted info %q", sub.Info)
+		}
+	}
 }
 
 // TestVerifyTimeClaimTypes: a NumericDate must be a JSON number (RFC 7519

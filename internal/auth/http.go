@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -249,9 +249,11 @@ func HandleRevokeSigningKey(log *slog.Logger, signing *SigningKeys) http.Handler
 // tenant's users, signed with its newest signing key.
 func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 	type request struct {
-		Sub      string   `json:"sub"`
-		Channels []string `json:"channels"`
-		TTL      int64    `json:"ttl"` // seconds; default 3600, at most 86400
+		Sub      string          `json:"sub"`
+		Channels []string        `json:"channels"`
+		Publish  []string        `json:"publish"`
+		Info     json.RawMessage `json:"info"`
+		TTL      int64           `json:"ttl"` // seconds; default 3600, at most 86400
 	}
 	type response struct {
 		Token     string    `json:"token"`
@@ -263,19 +265,13 @@ func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 			web.Fail(w, r, log, err)
 			return
 		}
-		if err := ValidSubject(req.Sub); err != nil {
-			web.Error(w, http.StatusBadRequest, "invalid_sub", err.Error())
-			return
+		if string(req.Info) == "null" {
+			req.Info = nil
 		}
-		if len(req.Channels) > MaxGrants {
-			web.Error(w, http.StatusBadRequest, "too_many_channels", fmt.Sprintf(`"channels" lists more than %d grants`, MaxGrants))
+		claims := TokenClaims{Subject: req.Sub, Channels: req.Channels, Publish: req.Publish, Info: req.Info}
+		if err := claims.Check(); err != nil {
+			web.Fail(w, r, log, err)
 			return
-		}
-		for _, g := range req.Channels {
-			if err := channel.ValidPattern(g); err != nil {
-				web.Error(w, http.StatusBadRequest, "invalid_channel", err.Error())
-				return
-			}
 		}
 		ttl := time.Hour
 		switch {
@@ -287,7 +283,7 @@ func HandleMintToken(log *slog.Logger, signing *SigningKeys) http.HandlerFunc {
 			// would overflow into a negative duration and an expired token.
 			ttl = time.Duration(min(req.TTL, int64(MaxTokenTTL/time.Second))) * time.Second
 		}
-		token, exp, err := signing.Mint(r.Context(), tenant.FromContext(r.Context()), req.Sub, req.Channels, ttl, time.Now())
+		token, exp, err := signing.Mint(r.Context(), tenant.FromContext(r.Context()), claims, ttl, time.Now())
 		if errors.Is(err, ErrNoSigningKey) {
 			web.Error(w, http.StatusConflict, "no_signing_key", "the tenant has no active signing key: create one with POST /v1/signing-keys")
 			return

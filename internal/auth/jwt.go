@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
 )
 
 const (
@@ -40,7 +43,9 @@ var ErrInvalidToken = errors.New("auth: invalid token")
 type Subscriber struct {
 	TenantID tenant.ID
 	Subject  string
-	Grants   []string // the channels claim: names and prefix* patterns
+	Grants   []string        // the channels claim: names and prefix* patterns
+	Publish  []string        // the publish claim: where it may send client events
+	Info     json.RawMessage // the info claim: what presence shows besides Subject
 	Expires  time.Time
 	Kid      string
 }
@@ -48,9 +53,66 @@ type Subscriber struct {
 // Allows reports whether s may subscribe to the channel name.
 func (s Subscriber) Allows(name string) bool { return channel.Allowed(s.Subject, s.Grants, name) }
 
+// MayPublish reports whether s may send client events to the channel name:
+// only where its publish claim names the channel, and never to another
+// user's user:<id>, whatever a pattern says. Whether the tenant takes
+// client events at all is the tenant's setting, not the token's.
+func (s Subscriber) MayPublish(name string) bool {
+	if id, ok := strings.CutPrefix(name, "user:"); ok && id != s.Subject {
+		return false
+	}
+	return channel.Granted(s.Publish, name)
+}
+
+// MaxInfo caps the info claim, as Pusher caps a presence member's user_info.
+const MaxInfo = 1 << 10
+
+// TokenClaims is what a minted subscriber token says besides its times.
+type TokenClaims struct {
+	Subject  string
+	Channels []string        // may subscribe to: names and prefix* patterns
+	Publish  []string        // may send client events to: names and prefix* patterns
+	Info     json.RawMessage // a JSON object presence shows beside Subject, at most MaxInfo bytes
+}
+
+// Check reports what is wrong with c as a 400 problem (invalid_sub,
+// too_many_channels, invalid_channel or invalid_info), in words for the
+// one who asked for the token.
+func (c TokenClaims) Check() error {
+	if err := ValidSubject(c.Subject); err != nil {
+		return web.NewProblem(http.StatusBadRequest, "invalid_sub", err.Error())
+	}
+	for _, claim := range []struct {
+		name   string
+		grants []string
+	}{{"channels", c.Channels}, {"publish", c.Publish}} {
+		if len(claim.grants) > MaxGrants {
+			return web.NewProblem(http.StatusBadRequest, "too_many_channels", fmt.Sprintf(`%q lists more than %d grants`, claim.name, MaxGrants))
+		}
+		for _, g := range claim.grants {
+			if err := channel.ValidPattern(g); err != nil {
+				return web.NewProblem(http.StatusBadRequest, "invalid_channel", fmt.Sprintf("%q: %v", claim.name, err))
+			}
+		}
+	}
+	if len(c.Info) == 0 {
+		return nil
+	}
+	if len(c.Info) > MaxInfo {
+		return web.NewProblem(http.StatusBadRequest, "invalid_info", fmt.Sprintf(`"info" is %d bytes; at most %d are allowed`, len(c.Info), MaxInfo))
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(c.Info, &obj) != nil || obj == nil {
+		return web.NewProblem(http.StatusBadRequest, "invalid_info", `"info" must be a JSON object, such as {"name":"Ada"}`)
+	}
+	return nil
+}
+
 type claims struct {
 	jwt.RegisteredClaims
-	Channels []string `json:"channels,omitempty"`
+	Channels []string        `json:"channels,omitempty"`
+	Publish  []string        `json:"publish,omitempty"`
+	Info     json.RawMessage `json:"info,omitempty"`
 }
 
 // UnmarshalJSON refuses exp, nbf and iat given as strings. golang-jwt reads
@@ -157,8 +219,9 @@ func (v *Verifier) KeyActive(ctx context.Context, kid string) (bool, error) {
 
 // Verify checks token: HS256 only, a kid naming an active signing key (which
 // also names the tenant), a valid signature, exp present and at most 24 h
-// after iat, nbf and iat honoured with Leeway, a sub, and a channels
-// claim of valid names and patterns. Every failure is ErrInvalidToken; an
+// after iat, nbf and iat honoured with Leeway, a sub, channels and publish
+// claims of valid names and patterns, and an info claim that is a small
+// JSON object (TokenClaims.Check). Every failure is ErrInvalidToken; an
 // error reaching the database is returned as it is.
 func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error) {
 	if len(token) > 8<<10 {
@@ -198,7 +261,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error)
 	if err != nil {
 		return Subscriber{}, ErrInvalidToken
 	}
-	if err := ValidSubject(c.Subject); err != nil {
+	if err := (TokenClaims{c.Subject, c.Channels, c.Publish, c.Info}).Check(); err != nil {
 		return Subscriber{}, ErrInvalidToken
 	}
 	// A token may live at most MaxTokenTTL: from its iat, or from now when it has none.
@@ -209,15 +272,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Subscriber, error)
 	if c.ExpiresAt.Time.Sub(from) > MaxTokenTTL+Leeway {
 		return Subscriber{}, ErrInvalidToken
 	}
-	if len(c.Channels) > MaxGrants {
-		return Subscriber{}, ErrInvalidToken
+	sub.Subject, sub.Grants, sub.Publish, sub.Expires = c.Subject, c.Channels, c.Publish, c.ExpiresAt.Time
+	if len(c.Info) > 0 {
+		sub.Info = c.Info
 	}
-	for _, g := range c.Channels {
-		if channel.ValidPattern(g) != nil {
-			return Subscriber{}, ErrInvalidToken
-		}
-	}
-	sub.Subject, sub.Grants, sub.Expires = c.Subject, c.Channels, c.ExpiresAt.Time
 	return sub, nil
 }
 
@@ -235,7 +293,8 @@ func ValidSubject(s string) error {
 }
 
 // Mint signs a token for tenantID's subject with its newest active signing key.
-func (s *SigningKeys) Mint(ctx context.Context, tenantID tenant.ID, subject string, grants []string, ttl time.Duration, now time.Time) (string, time.Time, error) {
+// c must have passed Check.
+func (s *SigningKeys) Mint(ctx context.Context, tenantID tenant.ID, c TokenClaims, ttl time.Duration, now time.Time) (string, time.Time, error) {
 	var (
 		kid    string
 		sealed []byte
@@ -256,11 +315,13 @@ func (s *SigningKeys) Mint(ctx context.Context, tenantID tenant.ID, subject stri
 	exp := now.Add(ttl).Truncate(time.Second)
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   subject,
+			Subject:   c.Subject,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Channels: grants,
+		Channels: c.Channels,
+		Publish:  c.Publish,
+		Info:     c.Info,
 	})
 	t.Header["kid"] = kid
 	signed, err := t.SignedString(secret)

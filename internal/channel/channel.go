@@ -69,6 +69,12 @@ func Allowed(sub string, grants []string, name string) bool {
 	if name == "broadcast" || name == "dashboard" {
 		return true
 	}
+	return Granted(grants, name)
+}
+
+// Granted reports whether one of grants (names and prefix* patterns) names
+// name: nothing is implied, as for what a client may publish to.
+func Granted(grants []string, name string) bool {
 	for _, g := range grants {
 		if prefix, ok := strings.CutSuffix(g, "*"); ok {
 			if strings.HasPrefix(name, prefix) {

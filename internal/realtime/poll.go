@@ -3,6 +3,7 @@ package realtime
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -47,6 +48,14 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 			web.Fail(w, r, log, err)
 			return
 		}
+		// A polling client names itself as it does when it sends client
+		// events (POST /api/realtime/publish), so that it does not get its
+		// own back. Any id only hides events from the one who gives it.
+		self := r.URL.Query().Get("connectionId")
+		if self != "" && !validConnectionID(self) {
+			web.Error(w, http.StatusBadRequest, "invalid_connection_id", `"connectionId" is c_ and up to 62 more characters, as the SDKs make it`)
+			return
+		}
 		conn := newConn(r, s, "polling")
 		if err := reg.Add(ctx, conn, s.sub.Expires, lim.maxConnections); err != nil {
 			web.Fail(w, r, log, subscribeError(err))
@@ -71,6 +80,9 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 				return
 			}
 			cursor = scanned
+			if self != "" {
+				evs = slices.DeleteFunc(evs, func(e *Event) bool { return e.Origin == self })
+			}
 			if len(evs) > 0 || s.resync {
 				delivered("polling").Add(float64(len(evs)))
 				if evs == nil {

@@ -315,18 +315,23 @@ func (st *sseStream) step() string {
 		if err != nil {
 			return "store unavailable" // the client resumes with Last-Event-ID
 		}
+		sent := 0
 		for _, e := range evs {
+			if e.Origin == st.conn.ID {
+				continue // a client event this stream's client sent (POST /api/realtime/publish)
+			}
 			st.out.write(e.Frame)
+			sent++
 		}
 		st.cursor = scanned
-		if len(evs) > 0 {
+		if sent > 0 {
 			if st.flush() != nil {
 				return endWriteFailed
 			}
 			if st.live { // the newest event's age: what the slowest of the batch waited
 				deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
 			}
-			delivered("sse").Add(float64(len(evs)))
+			delivered("sse").Add(float64(sent))
 		}
 		if len(evs) < readBatch {
 			break
