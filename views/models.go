@@ -57,7 +57,7 @@ type ClientRow struct {
 // the service speaks has its own colour, and anything else a plain badge.
 func transportBadge(transport string) string {
 	switch transport {
-	case "sse", "polling", "websocket":
+	case "sse", "polling", "websocket", "ws":
 		return "badge " + transport
 	}
 	return "badge"

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hybridrt/hybridrt/internal/hybridws"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/web"
@@ -38,7 +39,8 @@ type Config struct {
 	MaxConnectionsByTenant int
 	PublishRate            int // requests per second per API key
 	NotifyQueue            realtime.QueueWatch
-	Pusher                 pusher.Config // the Pusher-protocol WebSocket door
+	Pusher                 pusher.Config   // the Pusher-protocol WebSocket door
+	WS                     hybridws.Config // hybridrt's own WebSocket protocol
 }
 
 // loadConfig reads and checks the environment. It reports every problem at
@@ -171,6 +173,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	cfg.MaxConnectionsByTenant = number("MAX_CONNECTIONS_PER_TENANT", 10000, 1)
 	cfg.PublishRate = number("PUBLISH_RATE", 5000, 1)
 	cfg.Pusher = pusher.DefaultConfig
+	cfg.WS = hybridws.DefaultConfig
 	cfg.Pusher.ActivityTimeout = duration("WS_ACTIVITY_TIMEOUT", cfg.Pusher.ActivityTimeout, time.Second)
 	cfg.Pusher.ClientEventRate = number("CLIENT_EVENT_RATE", cfg.Pusher.ClientEventRate, 1)
 

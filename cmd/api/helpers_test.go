@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hybridrt/hybridrt/internal/hybridws"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 )
@@ -53,6 +54,7 @@ func testConfig() Config {
 		MaxConnectionsByTenant: 10000,
 		PublishRate:            5000,
 		Pusher:                 pusher.DefaultConfig,
+		WS:                     hybridws.DefaultConfig,
 	}
 }
 

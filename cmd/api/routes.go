@@ -10,7 +10,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	jssdk "github.com/hybridrt/hybridrt/clients/js"
 	"github.com/hybridrt/hybridrt/docs"
@@ -158,13 +157,15 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/connections/{id}/token", realtime.HandleRenew(log, s.registry))
 			// Client events from SSE and long-poll clients, at CLIENT_EVENT_RATE
 			// per connection as over the Pusher protocol.
-			clientRate := web.NewBuckets[string](rate.Limit(cfg.Pusher.ClientEventRate), cfg.Pusher.ClientEventRate)
-			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/publish", realtime.HandleClientPublish(log, s.pub, s.limits, s.quotas.Settings, clientRate))
+			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/publish", realtime.HandleClientPublish(log, s.clientEvents))
 			// A stream's setup waits on the database as long as an API
 			// request may; the stream itself has no deadline.
 			connect := web.WithConnectDeadline(apiDeadline)
 			r.With(connect, auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
 			r.With(connect, jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
+			// hybridrt's own WebSocket protocol: it authenticates for itself,
+			// with a ticket or with the token in its first message.
+			r.With(connect).Get("/ws", s.ws.ServeHTTP)
 			// Preflight requests (for the Authorization header) end in the CORS
 			// middleware; these routes only give them something to match.
 			r.Options("/*", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })

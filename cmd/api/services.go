@@ -7,14 +7,17 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/hybridrt/hybridrt/internal/admin"
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/hybridws"
 	"github.com/hybridrt/hybridrt/internal/limit"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/web"
 )
 
 // services are the long-lived parts of one instance, shared by its handlers.
@@ -36,6 +39,9 @@ type services struct {
 	shared   *limit.Shared // limits that hold across instances
 	presence *presence.Registry
 	pusher   *pusher.Door // the Pusher-protocol WebSocket door
+
+	clientEvents *realtime.ClientEvents // from subscribers of hybridrt's own transports
+	ws           *hybridws.Door         // hybridrt's own WebSocket protocol
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, error) {
@@ -68,11 +74,20 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		shared:   shared,
 	}
 	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
+	s.clientEvents = &realtime.ClientEvents{
+		Publisher: s.pub, Limits: s.limits, Settings: quotas.Settings,
+		PerConnection: web.NewBuckets[string](rate.Limit(cfg.Pusher.ClientEventRate), cfg.Pusher.ClientEventRate),
+	}
 	s.pusher = &pusher.Door{
 		Log: log, Hub: s.hub, Store: store, Registry: s.registry, Keys: s.verifier, Settings: quotas,
 		Presence: s.presence, Publisher: s.pub, Limits: s.limits, Pool: pool, Config: cfg.Pusher,
 	}
 	s.pusher.Init()
+	s.ws = &hybridws.Door{
+		Log: log, Hub: s.hub, Store: store, Registry: s.registry, Verifier: s.verifier, Tickets: s.tickets,
+		Limits: s.limits, ClientEvents: s.clientEvents, Presence: s.presence, Config: cfg.WS,
+	}
+	s.ws.Init()
 	// The doors' notifications share the instance's one LISTEN connection.
 	s.hub.AlsoListen(s.presence.Notified())
 	s.hub.AlsoListen(s.pusher.Notified())
@@ -97,4 +112,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.shared.Run(ctx, log, s.registry.InstanceID()) })
 	g.Go(func() error { return s.presence.Run(ctx, log) })
 	g.Go(func() error { return s.pusher.Run(ctx) })
+	g.Go(func() error { return s.ws.Run(ctx) })
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,12 +15,11 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/hybridrt/hybridrt/internal/netpoll"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
-	"github.com/hybridrt/hybridrt/internal/wsframe"
+	"github.com/hybridrt/hybridrt/internal/wsconn"
 )
 
 // readBatch is how many events the writer reads at a time.
@@ -43,11 +41,9 @@ const maxQueued = 1024
 // there is something to send (a realtime.Runner: poke starts it). At most
 // one write runs at a time, so frames leave in the order they were queued.
 type conn struct {
+	wsconn.Socket // reads when the client sends, runs write when poked
+
 	d        *Door
-	ws       *websocket.Conn // for reading messages; frames are written to nc
-	nc       net.Conn        // the socket under ws: the TCP (or TLS) connection
-	wire     *wsframe.Writer // writes frames to nc, between gorilla's
-	watch    *netpoll.Watch  // nil where reads run in a loop (no poller)
 	socketID string
 	tenantID tenant.ID
 	key      string
@@ -55,15 +51,7 @@ type conn struct {
 	sub      *realtime.Subscription
 	release  func()
 
-	ctx       context.Context // ends with the connection
-	cancel    context.CancelFunc
-	reads     sync.WaitGroup         // reads in progress
-	readEnded atomic.Bool            // no message will be read any more
-	lastRead  atomic.Int64           // unix nanoseconds of the last message read
-	pinged    atomic.Bool            // sent pusher:ping since the last message read
-	user      atomic.Pointer[string] // signed in as (pusher:signin)
-
-	writer realtime.Runner // runs write when poked
+	user     atomic.Pointer[string] // signed in as (pusher:signin)
 
 	clientEvents *rate.Limiter
 	subscribes   *rate.Limiter
@@ -97,40 +85,34 @@ type subscription struct {
 }
 
 func (d *Door) newConn(r *http.Request, ws *websocket.Conn, prefix int64) *conn {
-	fc := ws.NetConn().(*wsframe.Conn)
-	ctx, cancel := context.WithCancel(context.Background())
 	ua := r.UserAgent()
 	if len(ua) > 300 {
 		ua = ua[:300]
 	}
 	socketID := strconv.FormatInt(prefix, 10) + "." + strconv.FormatInt(d.sockets.Add(1), 10)
 	c := &conn{
-		d: d, ws: ws, nc: fc.Conn, wire: wsframe.NewWriter(fc), socketID: socketID,
+		d: d, socketID: socketID,
 		info: &realtime.Conn{
 			ID: socketID, Channels: []string{}, Transport: "websocket",
 			RemoteAddr: web.ClientAddrString(r), UserAgent: ua, ConnectedAt: time.Now().UTC(),
 		},
-		ctx: ctx, cancel: cancel,
 		clientEvents: rate.NewLimiter(rate.Limit(d.Config.ClientEventRate), d.Config.ClientEventRate),
 		subscribes:   rate.NewLimiter(rate.Limit(d.Config.SubscribeRate), d.Config.MaxChannels),
 		channels:     map[string]*subscription{},
 		starts:       map[string]int64{},
 	}
-	c.lastRead.Store(time.Now().UnixNano())
-	c.writer.Step = c.write
-	c.writer.Hold() // until ServeHTTP has set the connection up
+	c.ReadOne = c.readOne
+	c.Init(ws, d.Config.WriteTimeout, c.write) // write waits until ServeHTTP has set the connection up
 	return c
 }
 
 // refuse ends a connection that was not admitted.
 func (c *conn) refuse(code int, reason string) {
-	_ = c.wire.Write(nil, time.Second, wsframe.Text(errorFrame(code, reason)), wsframe.Close(code, reason))
-	_ = c.nc.Close()
-	c.cancel()
+	c.Refuse(wsconn.Text(errorFrame(code, reason)), wsconn.Close(code, reason))
 }
 
 // queue adds a message for write to send.
-func (c *conn) queue(msg []byte) { c.queueFrame(wsframe.Text(msg)) }
+func (c *conn) queue(msg []byte) { c.queueFrame(wsconn.Text(msg)) }
 
 // queueFrame adds an encoded frame for write to send.
 // A client that provokes more than maxQueued frames without reading them
@@ -144,12 +126,9 @@ func (c *conn) queueFrame(f []byte) {
 	}
 	c.out = append(c.out, f)
 	c.mu.Unlock()
-	c.poke()
+	c.Poke()
 }
 
-// poke tells write there is something to do, starting it unless it runs:
-// new frames, new events (the hub calls it), the reader gone. It never blocks.
-func (c *conn) poke() { c.writer.Poke() }
 
 // closeWith asks write to send pusher:error and a close frame with code and
 // reason, and end the connection. The first reason given wins.
@@ -159,7 +138,7 @@ func (c *conn) closeWith(code int, reason string) {
 		c.closing = &closeFrame{code, reason}
 	}
 	c.mu.Unlock()
-	c.poke()
+	c.Poke()
 }
 
 // take returns, and clears, what read and presence left for write.
@@ -184,7 +163,7 @@ func (c *conn) take() (out [][]byte, channels map[string]bool, closing *closeFra
 // cleanup) when that is what is left to do.
 func (c *conn) write() bool {
 	if !c.writeOnce() {
-		c.writer.Blocking() // cleanup waits for reads, and for the database
+		c.Writer.Blocking() // cleanup waits for reads, and for the database
 		c.cleanup()
 		return false
 	}
@@ -206,7 +185,7 @@ func (c *conn) writeOnce() bool {
 		c.sendClose(closing.code, closing.reason)
 		return false
 	}
-	if c.readEnded.Load() {
+	if c.ReadEnded() {
 		// The client left, or read ended it (and said why in closing,
 		// taken above, unless it had nothing to say).
 		c.sendClose(websocket.CloseNormalClosure, "")
@@ -214,9 +193,9 @@ func (c *conn) writeOnce() bool {
 	}
 
 	for {
-		evs, scanned, err := c.sub.After(c.ctx, c.cursor, readBatch)
+		evs, scanned, err := c.sub.After(c.Ctx, c.cursor, readBatch)
 		if err != nil {
-			if c.ctx.Err() == nil {
+			if c.Ctx.Err() == nil {
 				c.sendClose(codeReconnect, "The service is unavailable; reconnect")
 			}
 			return false
@@ -262,12 +241,12 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 		if !cache {
 			continue
 		}
-		c.writer.Blocking() // a read from the store
-		ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
+		c.Writer.Blocking() // a read from the store
+		ctx, cancel := context.WithTimeout(c.Ctx, opTimeout)
 		last, err := c.d.Store.Last(ctx, c.tenantID, name)
 		cancel()
 		if err != nil || last == nil { // a store error: no cache is better than no subscription
-			frames = append(frames, wsframe.Text([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
+			frames = append(frames, wsconn.Text([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
 			cacheMisses.Inc()
 			continue
 		}
@@ -282,33 +261,24 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 
 // send writes frames within the write timeout.
 func (c *conn) send(frames ...[]byte) error {
-	err := c.wire.Write(&c.writer, c.d.Config.WriteTimeout, frames...)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		realtime.CountSlowConsumer()
-	}
-	return err
+	return c.Send(frames...)
 }
 
 // sendClose sends pusher:error (for the protocol's own codes) and a close
 // frame, briefly: the client may be gone.
 func (c *conn) sendClose(code int, reason string) {
-	frames := [][]byte{wsframe.Close(code, reason)}
+	frames := [][]byte{wsconn.Close(code, reason)}
 	if code >= 4000 {
-		frames = append([][]byte{wsframe.Text(errorFrame(code, reason))}, frames...)
+		frames = append([][]byte{wsconn.Text(errorFrame(code, reason))}, frames...)
 	}
-	_ = c.wire.Write(&c.writer, time.Second, frames...)
+	c.SendClose(frames...)
 	closes.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
 // cleanup ends the connection: the socket, then (once read has stopped and
 // can subscribe to nothing more) its presence, registry and hub entries.
 func (c *conn) cleanup() {
-	_ = c.nc.Close()
-	c.cancel()
-	if c.watch != nil {
-		c.watch.Stop() // no read starts after this
-	}
-	c.reads.Wait()
+	c.Shutdown()
 	d := c.d
 	d.mu.Lock()
 	delete(d.conns, c)

@@ -9,7 +9,7 @@
 //
 //	pusher-js ──WS /app/{key}──► Door.ServeHTTP: upgrade, key → tenant (a signing key's kid)
 //	                              ├─ the hub's poller: the client sent something ─► a goroutine reads
-//	                              │  one message (wsframe.Conn: never past its end), then re-arms:
+//	                              │  one message (wsconn.Conn: never past its end), then re-arms:
 //	                              │      pusher:subscribe ─► auth signature / publicChannels
 //	                              │      presence-: presence.Registry.Join + Watch ─► members
 //	                              │      cache-:    Store.Last ─► the last event, or pusher:cache_miss

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/hybridrt/hybridrt/internal/realtime"
-	"github.com/hybridrt/hybridrt/internal/wsframe"
+	"github.com/hybridrt/hybridrt/internal/wsconn"
 )
 
 // Close codes and pusher:error codes of the Channels protocol. pusher-js
@@ -108,7 +108,7 @@ func eventFrame(e *realtime.Event) []byte {
 		b = append(b, `,"id":"`...)
 		b = strconv.AppendInt(b, e.ID, 10)
 		b = append(b, `"}`...)
-		return wsframe.Text(b)
+		return wsconn.Text(b)
 	}).([]byte)
 }
 

@@ -16,53 +16,20 @@ import (
 	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/realtime"
-	"github.com/hybridrt/hybridrt/internal/wsframe"
+	"github.com/hybridrt/hybridrt/internal/wsconn"
 )
 
 // opTimeout bounds the database work one client message may cause.
 const opTimeout = 5 * time.Second
 
-// readable is the poller's call: the client sent something, or left. The
-// message is read in a goroutine of its own, which the poller's must not
-// wait for; reads counts it before the poller lets go, so cleanup, having
-// stopped the watch, can wait for it.
-func (c *conn) readable() {
-	c.reads.Add(1)
-	go func() {
-		defer c.reads.Done()
-		if !c.readOne() {
-			c.endReads()
-			return
-		}
-		if err := c.watch.Arm(); err != nil {
-			c.endReads()
-		}
-	}()
-}
-
-// readLoop reads every message in turn, where there is no poller.
-func (c *conn) readLoop() {
-	defer c.reads.Done()
-	for c.readOne() {
-	}
-	c.endReads()
-}
-
-// endReads records that no message will be read any more, and pokes write
-// to end the connection.
-func (c *conn) endReads() {
-	c.readEnded.Store(true)
-	c.poke()
-}
-
 // readOne reads one message and acts on it; false ends the connection.
 // The read has no deadline of its own: the door's sweep closes a client
 // that has been silent too long (see Door.Run), which ends it too.
-// gorilla/websocket reads from a wsframe.Conn, so after a message nothing of
+// gorilla/websocket reads from a wsconn.Conn, so after a message nothing of
 // the next one is left in its buffer, only in the socket, where the poller
 // sees it.
 func (c *conn) readOne() bool {
-	typ, data, err := c.ws.ReadMessage()
+	typ, data, err := c.WS.ReadMessage()
 	if err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			// gorilla/websocket has sent close 1009 already.
@@ -70,8 +37,7 @@ func (c *conn) readOne() bool {
 		}
 		return false
 	}
-	c.lastRead.Store(time.Now().UnixNano())
-	c.pinged.Store(false)
+	c.Touch()
 	if typ != websocket.TextMessage {
 		c.closeWith(websocket.CloseUnsupportedData, "binary messages are not part of the Pusher protocol")
 		return false
@@ -87,7 +53,7 @@ func (c *conn) readOne() bool {
 
 // handle acts on one message; false ends the connection.
 func (c *conn) handle(m message) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(c.Ctx, opTimeout)
 	defer cancel()
 	switch {
 	case m.Event == "pusher:ping":
@@ -218,13 +184,13 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 			return
 		}
 		s.watcher, s.user = w, member.UserID
-		frames = append(frames, wsframe.Text(jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))))
+		frames = append(frames, wsconn.Text(jsonFrame("pusher_internal:subscription_succeeded", name, presenceData(members))))
 	} else {
-		frames = append(frames, wsframe.Text(frame("pusher_internal:subscription_succeeded", name, "{}")))
+		frames = append(frames, wsconn.Text(frame("pusher_internal:subscription_succeeded", name, "{}")))
 	}
 
 	c.mu.Lock()
-	if c.ctx.Err() != nil { // the connection ended meanwhile
+	if c.Ctx.Err() != nil { // the connection ended meanwhile
 		c.mu.Unlock()
 		c.leave(context.WithoutCancel(ctx), name, s)
 		return
@@ -234,12 +200,12 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 	s.ready = true
 	c.out = append(c.out, frames...)
 	for _, ch := range s.pending {
-		c.out = append(c.out, wsframe.Text(memberFrame(name, ch)))
+		c.out = append(c.out, wsconn.Text(memberFrame(name, ch)))
 	}
 	s.pending = nil
 	names := c.channelNames()
 	c.mu.Unlock()
-	c.poke()
+	c.Poke()
 	c.d.Registry.SetChannels(c.info, names)
 	subscriptions.WithLabelValues(k.label()).Inc()
 }
@@ -255,7 +221,7 @@ func (c *conn) unsubscribe(ctx context.Context, name string) {
 	if !ok {
 		return
 	}
-	c.poke()
+	c.Poke()
 	c.leave(ctx, name, s)
 	c.d.Registry.SetChannels(c.info, names)
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
-	"github.com/hybridrt/hybridrt/internal/wsframe"
+	"github.com/hybridrt/hybridrt/internal/wsconn"
 )
 
 // Config holds the WebSocket door's knobs.
@@ -125,7 +125,7 @@ func (d *Door) socketPrefix(ctx context.Context) (int64, error) {
 // ServeHTTP upgrades GET /app/{key} and serves the connection.
 func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
-	ws, err := d.upgrader.Upgrade(wsframe.Hijacker{ResponseWriter: w}, r, nil)
+	ws, err := d.upgrader.Upgrade(wsconn.Hijacker{ResponseWriter: w}, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
@@ -144,19 +144,7 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	upgrades.WithLabelValues("ok").Inc()
 	c.release = d.Hub.Hold()
-	c.ws.SetReadLimit(d.Config.MaxMessage)
-	if c.watch, err = d.Hub.Watch(c.nc, c.readable); err == nil {
-		err = c.watch.Arm()
-	}
-	if err != nil {
-		if c.watch != nil {
-			c.watch.Stop()
-			c.watch = nil
-		}
-		c.reads.Add(1)
-		go c.readLoop() // no poller here: read in a goroutine of our own
-	}
-	c.writer.Release() // write may run from here on: it sends connection_established
+	c.Serve(d.Hub, d.Config.MaxMessage) // write may run from here on: it sends connection_established
 }
 
 // admit checks the connection's protocol version, key and tenant, and
@@ -216,8 +204,8 @@ func (d *Door) admit(r *http.Request, c *conn, key string) (int, string) {
 	default:
 	}
 	c.cursor = cursor
-	c.sub = d.Hub.SubscribeFunc(tenantID, []string{}, c.poke) // channels come with pusher:subscribe
-	c.sub.BeforeBlock = c.writer.Blocking
+	c.sub = d.Hub.SubscribeFunc(tenantID, []string{}, c.Poke) // channels come with pusher:subscribe
+	c.sub.BeforeBlock = c.Writer.Blocking
 	d.mu.Lock()
 	d.conns[c] = struct{}{}
 	d.mu.Unlock()
@@ -238,58 +226,50 @@ func (d *Door) Run(ctx context.Context) error {
 	// Often enough that the ping goes out well before the read deadline
 	// (activity + pong timeout) drops a client that would have answered
 	// it: a client that only receives never pings itself.
-	sweep := time.NewTicker(min(cfg.ActivityTimeout, cfg.PongTimeout) / 3)
-	defer sweep.Stop()
-	lastKeyCheck := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-d.Hub.Done():
+	wsconn.Sweep(ctx, d.Hub, min(cfg.ActivityTimeout, cfg.PongTimeout)/3, cfg.KeyCheck,
+		func() {
 			// Shutting down: pusher-js reconnects after a back-off, to
 			// another instance, with its subscriptions.
 			for _, c := range d.live() {
 				c.closeWith(codeOverCapacity, "Server shutting down; reconnect")
 			}
-			<-ctx.Done()
-			return nil
-		case <-sweep.C:
+		},
+		func(now time.Time, checkKeys bool) { d.sweep(ctx, now, checkKeys) })
+	return nil
+}
+
+// sweep is one look at every connection (Run).
+func (d *Door) sweep(ctx context.Context, now time.Time, checkKeys bool) {
+	cfg := d.Config
+	revoked := map[string]bool{} // by key, asked once a sweep
+	for _, c := range d.live() {
+		silent := c.Silent(now)
+		if silent >= cfg.ActivityTimeout+cfg.PongTimeout {
+			// No read waits on a deadline (idle connections hold no
+			// goroutine): the sweep is what drops a silent client.
+			c.closeWith(codePongTimeout, "Pong reply not received: the client was silent too long")
+			continue
 		}
-		now := time.Now()
-		checkKeys := now.Sub(lastKeyCheck) >= cfg.KeyCheck
-		if checkKeys {
-			lastKeyCheck = now
+		if silent >= cfg.ActivityTimeout && c.FirstPing() {
+			c.queue(frame("pusher:ping", "", "{}"))
 		}
-		revoked := map[string]bool{} // by key, asked once a sweep
-		for _, c := range d.live() {
-			silent := now.Sub(time.Unix(0, c.lastRead.Load()))
-			if silent >= cfg.ActivityTimeout+cfg.PongTimeout {
-				// No read waits on a deadline (idle connections hold no
-				// goroutine): the sweep is what drops a silent client.
-				c.closeWith(codePongTimeout, "Pong reply not received: the client was silent too long")
-				continue
-			}
-			if silent >= cfg.ActivityTimeout && c.pinged.CompareAndSwap(false, true) {
-				c.queue(frame("pusher:ping", "", "{}"))
-			}
-			select {
-			case <-c.info.TenantSuspended():
-				c.closeWith(codeAppDisabled, "This app is suspended by the operator of this service")
-				continue
-			default:
-			}
-			if !checkKeys {
-				continue
-			}
-			gone, ok := revoked[c.key]
-			if !ok {
-				active, err := d.Keys.KeyActive(ctx, c.key)
-				gone = err == nil && !active // an error: ask again next time
-				revoked[c.key] = gone
-			}
-			if gone {
-				c.closeWith(codeUnauthorized, "The app key was revoked")
-			}
+		select {
+		case <-c.info.TenantSuspended():
+			c.closeWith(codeAppDisabled, "This app is suspended by the operator of this service")
+			continue
+		default:
+		}
+		if !checkKeys {
+			continue
+		}
+		gone, ok := revoked[c.key]
+		if !ok {
+			active, err := d.Keys.KeyActive(ctx, c.key)
+			gone = err == nil && !active // an error: ask again next time
+			revoked[c.key] = gone
+		}
+		if gone {
+			c.closeWith(codeUnauthorized, "The app key was revoked")
 		}
 	}
 }

@@ -3,7 +3,6 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -31,30 +30,45 @@ var clientEventsSent = promauto.NewCounterVec(prometheus.CounterOpts{
 // SettingsFunc returns a tenant's settings, as tenant.Cache.Settings does.
 type SettingsFunc func(context.Context, tenant.ID) (tenant.Settings, error)
 
-// HandleClientPublish serves POST /api/realtime/publish: a subscriber, with
-// its token as bearer, sends a client event to a channel its token's
-// publish claim names, when the tenant allows client events. The event is
-// stored and fanned out like any other, with the token's subject as its
-// sender; the stream whose connectionId the request names (the sender's
-// own SSE stream) does not receive it live. perConnection holds each
-// sending connection (or, without one, each user) to its rate.
-func HandleClientPublish(log *slog.Logger, pub *Publisher, limits *Limits, settings SettingsFunc, perConnection *web.Buckets[string]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := clientPublish(w, r, pub, limits, settings, perConnection); err != nil {
-			clientEventsSent.WithLabelValues("refused").Inc()
-			web.Fail(w, r, log, err)
-			return
-		}
-		clientEventsSent.WithLabelValues("published").Inc()
-	}
+// ClientEvents checks and publishes client events from subscribers of
+// hybridrt's own transports (the Pusher door has its own rules, Pusher's).
+type ClientEvents struct {
+	Publisher *Publisher
+	Limits    *Limits
+	Settings  SettingsFunc
+	// PerConnection holds each sending connection (or, without one, each
+	// user) to its rate.
+	PerConnection *web.Buckets[string]
 }
 
-// clientEvent is the body of POST /api/realtime/publish.
-type clientEvent struct {
+// ClientEvent is a client event as a subscriber sends it.
+type ClientEvent struct {
 	Channel      string          `json:"channel"`
 	Type         string          `json:"type"`
 	Data         json.RawMessage `json:"data"`
-	ConnectionID string          `json:"connectionId"` // the sender's own SSE stream, which skips the event
+	ConnectionID string          `json:"connectionId"` // the sender's own connection, which skips the event
+}
+
+// HandleClientPublish serves POST /api/realtime/publish: a subscriber, with
+// its token as bearer, sends a client event (ClientEvents.Publish).
+func HandleClientPublish(log *slog.Logger, ce *ClientEvents) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := auth.SubscriberFrom(r.Context())
+		max, err := ce.Limits.PublishConfigFor(r.Context(), s.TenantID)
+		if err != nil {
+			web.Fail(w, r, log, web.Unavailable(err))
+			return
+		}
+		ev, err := web.Decode[ClientEvent](w, r, int64(max.MaxEventBytes)+4<<10)
+		if err == nil {
+			var id int64
+			if id, err = ce.Publish(r.Context(), s, ev); err == nil {
+				web.Encode(w, http.StatusCreated, map[string][]string{"ids": {strconv.FormatInt(id, 10)}})
+				return
+			}
+		}
+		web.Fail(w, r, log, err)
+	}
 }
 
 // validConnectionID accepts the shape of a connection id: c_ and up to 62
@@ -71,69 +85,65 @@ func validConnectionID(id string) bool {
 	return true
 }
 
-// clientPublish checks and publishes one client event and answers 201, or
-// returns the problem to answer.
-func clientPublish(w http.ResponseWriter, r *http.Request, pub *Publisher, limits *Limits, settings SettingsFunc, perConnection *web.Buckets[string]) error {
-	ctx := r.Context()
-	s := auth.SubscriberFrom(ctx)
-	set, err := settings(ctx, s.TenantID)
+// Publish checks a client event from subscriber s and publishes it, when the
+// tenant takes client events and s's publish claim names the channel. The
+// event is stored and fanned out like any other, with s's subject as its
+// sender; the connection ev names does not receive it. It returns the
+// event's id, or the refusal as a *web.Problem.
+func (ce *ClientEvents) Publish(ctx context.Context, s auth.Subscriber, ev ClientEvent) (id int64, err error) {
+	defer func() {
+		if err != nil {
+			clientEventsSent.WithLabelValues("refused").Inc()
+		} else {
+			clientEventsSent.WithLabelValues("published").Inc()
+		}
+	}()
+	set, err := ce.Settings(ctx, s.TenantID)
 	if err != nil {
-		return web.Unavailable(err)
+		return 0, web.Unavailable(err)
 	}
 	if !set.ClientEvents {
-		return web.NewProblem(http.StatusForbidden, "client_events_disabled",
+		return 0, web.NewProblem(http.StatusForbidden, "client_events_disabled",
 			"this tenant does not take client events: enable clientEvents with PATCH /v1/tenant/settings")
 	}
-	lim, err := limits.of(ctx, s.TenantID)
-	if err != nil {
-		return web.Unavailable(err)
+	if err := channel.Valid(ev.Channel); err != nil {
+		return 0, web.NewProblem(http.StatusBadRequest, "invalid_channel", err.Error())
 	}
-	req, err := web.Decode[clientEvent](w, r, int64(lim.publish.MaxEventBytes)+4<<10)
-	if err != nil {
-		return err
-	}
-	if err := channel.Valid(req.Channel); err != nil {
-		return web.NewProblem(http.StatusBadRequest, "invalid_channel", err.Error())
-	}
-	if !strings.HasPrefix(req.Type, ClientEventPrefix) {
-		return web.NewProblem(http.StatusBadRequest, "invalid_event_type",
+	if !strings.HasPrefix(ev.Type, ClientEventPrefix) {
+		return 0, web.NewProblem(http.StatusBadRequest, "invalid_event_type",
 			`a client event's "type" starts with "client-", such as "client-typing"`)
 	}
-	if bad := checkType(req.Type); bad != nil {
-		return bad.problem("")
+	if bad := checkType(ev.Type); bad != nil {
+		return 0, bad.problem("")
 	}
-	if !s.MayPublish(req.Channel) {
-		return web.NewProblem(http.StatusForbidden, "insufficient_scope",
-			"the token's publish claim does not name channel "+strconv.Quote(req.Channel)+": mint the token with it in \"publish\"")
+	if !s.MayPublish(ev.Channel) {
+		return 0, web.NewProblem(http.StatusForbidden, "insufficient_scope",
+			"the token's publish claim does not name channel "+strconv.Quote(ev.Channel)+": mint the token with it in \"publish\"")
 	}
-	if req.ConnectionID != "" && !validConnectionID(req.ConnectionID) {
-		return web.NewProblem(http.StatusBadRequest, "invalid_connection_id",
+	if ev.ConnectionID != "" && !validConnectionID(ev.ConnectionID) {
+		return 0, web.NewProblem(http.StatusBadRequest, "invalid_connection_id",
 			`"connectionId" is your own SSE stream's id, from its ready event, or the one your polling requests give (c_…)`)
 	}
-	who := req.ConnectionID
+	who := ev.ConnectionID
 	if who == "" {
 		who = "user:" + s.Subject
 	}
-	if !perConnection.Of(strconv.FormatInt(int64(s.TenantID), 10) + "/" + who).Allow() {
-		return web.NewProblem(http.StatusTooManyRequests, "client_event_rate_limited",
+	if !ce.PerConnection.Of(strconv.FormatInt(int64(s.TenantID), 10) + "/" + who).Allow() {
+		return 0, web.NewProblem(http.StatusTooManyRequests, "client_event_rate_limited",
 			"this connection sent client events faster than its rate allows; slow down (typing indicators: once a second or so)").
 			WithHeader("Retry-After", "1")
 	}
-	cfg, err := limits.TakePublish(ctx, s.TenantID)
+	cfg, err := ce.Limits.TakePublish(ctx, s.TenantID)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	data, bad := cfg.checkData(req.Data)
+	data, bad := cfg.checkData(ev.Data)
 	if bad != nil {
-		return bad.problem("")
+		return 0, bad.problem("")
 	}
-	res, err := pub.Publish(ctx, s.TenantID, Draft{Channel: req.Channel, Type: req.Type, Data: data, Origin: req.ConnectionID, Sender: s.Subject}.One(), "", nil)
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
+	res, err := ce.Publisher.Publish(ctx, s.TenantID, Draft{Channel: ev.Channel, Type: ev.Type, Data: data, Origin: ev.ConnectionID, Sender: s.Subject}.One(), "", nil)
 	if err != nil {
-		return web.Unavailable(err)
+		return 0, web.Unavailable(err)
 	}
-	web.Encode(w, http.StatusCreated, map[string][]string{"ids": {strconv.FormatInt(res.IDs[0], 10)}})
-	return nil
+	return res.IDs[0], nil
 }

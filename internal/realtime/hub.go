@@ -351,7 +351,7 @@ func (s *Subscription) readStore(ctx context.Context, ready bool, floor, cursor 
 	if cursor >= upTo {
 		return nil, upTo, nil
 	}
-	evs, err := s.hub.store.readChannels(ctx, s.room.tenantID, s.list, cursor, upTo, limit)
+	evs, err := s.hub.store.ReadChannels(ctx, s.room.tenantID, s.list, cursor, upTo, limit)
 	return evs, upTo, err
 }
 

@@ -76,6 +76,12 @@ func (l *Limits) ConnectionsFor(ctx context.Context, id tenant.ID) (int, error) 
 	return e.maxConnections, err
 }
 
+// StreamConfigFor returns tenant id's stream limits.
+func (l *Limits) StreamConfigFor(ctx context.Context, id tenant.ID) (StreamConfig, error) {
+	e, err := l.of(ctx, id)
+	return e.stream, err
+}
+
 // PublishConfigFor returns tenant id's publish limits.
 func (l *Limits) PublishConfigFor(ctx context.Context, id tenant.ID) (PublishConfig, error) {
 	e, err := l.of(ctx, id)

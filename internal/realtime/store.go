@@ -82,9 +82,9 @@ func readRange(ctx context.Context, q querier, tenantID tenant.ID, after, upTo i
 	return evs, nil
 }
 
-// readChannels returns at most limit of tenantID's events on channels with
+// ReadChannels returns at most limit of tenantID's events on channels with
 // after < id <= upTo, in id order. A nil channels means every channel.
-func (s *Store) readChannels(ctx context.Context, tenantID tenant.ID, channels []string, after, upTo int64, limit int) ([]*Event, error) {
+func (s *Store) ReadChannels(ctx context.Context, tenantID tenant.ID, channels []string, after, upTo int64, limit int) ([]*Event, error) {
 	rows, err := s.pool.Query(ctx,
 		`SELECT id, channel, type, data::text, created_at, coalesce(origin, ''), coalesce(sender, '') FROM events
 		  WHERE tenant_id = $1 AND id > $2 AND id <= $3 AND ($4::text[] IS NULL OR channel = ANY($4))
@@ -133,7 +133,7 @@ func (s *Store) History(ctx context.Context, tenantID tenant.ID, channel string,
 	if channel != "" {
 		channels = []string{channel}
 	}
-	evs, err := s.readChannels(ctx, tenantID, channels, after, pos.Head, limit)
+	evs, err := s.ReadChannels(ctx, tenantID, channels, after, pos.Head, limit)
 	if err != nil {
 		return Page{}, err
 	}

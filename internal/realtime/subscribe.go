@@ -111,20 +111,26 @@ func subscribeError(err error) error {
 }
 
 func newConn(r *http.Request, s subscription, transport string) *Conn {
+	return NewConn(r, s.sub, s.channels, transport)
+}
+
+// NewConn returns a registry entry for a connection of sub's over
+// transport, as r made it, with a new id.
+func NewConn(r *http.Request, sub auth.Subscriber, channels []string, transport string) *Conn {
 	ua := r.UserAgent()
 	if len(ua) > 300 {
 		ua = ua[:300]
 	}
 	c := &Conn{
 		ID:          NewConnID(),
-		TenantID:    s.sub.TenantID,
-		Subject:     s.sub.Subject,
-		Channels:    s.channels,
+		TenantID:    sub.TenantID,
+		Subject:     sub.Subject,
+		Channels:    channels,
 		Transport:   transport,
 		RemoteAddr:  web.ClientAddrString(r),
 		UserAgent:   ua,
 		ConnectedAt: time.Now(),
 	}
-	c.kid.Store(&s.sub.Kid)
+	c.kid.Store(&sub.Kid)
 	return c
 }

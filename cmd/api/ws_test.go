@@ -1,0 +1,374 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/hybridrt/hybridrt/client"
+	"github.com/hybridrt/hybridrt/internal/hybridws"
+	"github.com/hybridrt/hybridrt/internal/pgtest"
+)
+
+// nativeWS is a client of hybridrt's own WebSocket protocol, for tests.
+type nativeWS struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+// dialWS connects to /api/realtime/ws with query (a ticket, or nothing),
+// offering the subprotocol.
+func dialWS(t *testing.T, in *instance, query string) *nativeWS {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{hybridws.Subprotocol}, HandshakeTimeout: 5 * time.Second}
+	ws, res, err := d.Dial("ws"+strings.TrimPrefix(in.url, "http")+"/api/realtime/ws"+query, nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, res)
+	}
+	if got := ws.Subprotocol(); got != hybridws.Subprotocol {
+		t.Fatalf("subprotocol %q, want %q", got, hybridws.Subprotocol)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return &nativeWS{t, ws}
+}
+
+func (c *nativeWS) send(m map[string]any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(m); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next reads the next message, failing after 10 s.
+func (c *nativeWS) next() map[string]any {
+	c.t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m map[string]any
+	if err := c.ws.ReadJSON(&m); err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return m
+}
+
+// expect reads the next message and checks its op.
+func (c *nativeWS) expect(op string) map[string]any {
+	c.t.Helper()
+	m := c.next()
+	if m["op"] != op {
+		c.t.Fatalf("got %v, want op %q", m, op)
+	}
+	return m
+}
+
+// events reads n event messages and returns their ids, failing on any
+// other message.
+func (c *nativeWS) events(n int) []string {
+	c.t.Helper()
+	var ids []string
+	for len(ids) < n {
+		m := c.expect("event")
+		e, _ := m["event"].(map[string]any)
+		ids = append(ids, e["id"].(string))
+	}
+	return ids
+}
+
+// closed reads until the server closes, and returns the close code.
+func (c *nativeWS) closed() int {
+	c.t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ws.ReadMessage()
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce.Code
+		}
+		if err != nil {
+			c.t.Fatalf("read until close: %v", err)
+		}
+	}
+}
+
+// TestNativeWebSocket: over /api/realtime/ws a client authenticates in its
+// first message, subscribes with a cursor (the events it missed first,
+// then live, none twice), adds and drops channels without reconnecting,
+// renews its token, pings, and sends client events that others get and it
+// does not.
+func TestNativeWebSocket(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	ctx := t.Context()
+	if res := in.do("PATCH", "/v1/tenant/settings", acme.APIKey, `{"clientEvents":true}`); res.status != 200 {
+		t.Fatalf("enable client events = %d %s", res.status, res.body)
+	}
+	mint := func(sub string) string {
+		tok, err := c.Mint(ctx, client.TokenRequest{Sub: sub, Channels: []string{"feed", "news", "chat:*"}, Publish: []string{"chat:*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Token
+	}
+	publish := func(ch string, n int) []string {
+		var ids []string
+		for i := range n {
+			got, err := c.Publish(ctx, client.EventInput{Channel: ch, Type: "item", Data: i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, got...)
+		}
+		return ids
+	}
+	start, _ := c.Head(ctx)
+	missed := publish("feed", 3)
+	publish("news", 2)
+
+	a := dialWS(t, in, "")
+	a.send(map[string]any{"op": "auth", "token": mint("ada")})
+	ready := a.expect("ready")
+	if id, _ := ready["connectionId"].(string); !strings.HasPrefix(id, "c_") {
+		t.Fatalf("ready = %v, want a connectionId", ready)
+	}
+	// From the cursor given: the three missed, then subscribed, then live.
+	a.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}, "cursor": start, "ref": 1})
+	if got := a.events(3); strings.Join(got, ",") != strings.Join(missed, ",") {
+		t.Fatalf("replayed %v, want %v", got, missed)
+	}
+	if m := a.expect("subscribed"); m["ref"] != 1.0 {
+		t.Fatalf("subscribed = %v, want ref 1", m)
+	}
+	live := publish("feed", 2)
+	if got := a.events(2); strings.Join(got, ",") != strings.Join(live, ",") {
+		t.Fatalf("live %v, want %v", got, live)
+	}
+	// A channel added later with the same cursor gets its missed events,
+	// none of feed's twice.
+	a.send(map[string]any{"op": "subscribe", "channels": []string{"news"}, "cursor": start})
+	if got := a.events(2); len(got) != 2 {
+		t.Fatalf("news replay %v", got)
+	}
+	a.expect("subscribed")
+	a.send(map[string]any{"op": "unsubscribe", "channels": []string{"news"}, "ref": "u"})
+	a.expect("unsubscribed")
+	publish("news", 1)
+	last := publish("feed", 1)
+	if got := a.events(1); got[0] != last[0] {
+		t.Fatalf("after unsubscribing news got %v, want feed's %v only", got, last)
+	}
+
+	// Ping, and a renewed token.
+	a.send(map[string]any{"op": "ping", "ref": "p1"})
+	if m := a.expect("pong"); m["ref"] != "p1" {
+		t.Fatalf("pong = %v", m)
+	}
+	a.send(map[string]any{"op": "token", "token": mint("ada"), "ref": 2})
+	a.expect("token_renewed")
+	a.send(map[string]any{"op": "token", "token": mint("bob")})
+	if m := a.expect("error"); m["code"] != "invalid_token" {
+		t.Fatalf("another user's token = %v", m)
+	}
+
+	// Client events: Bob, on a ticket, gets Ada's; Ada does not.
+	ticket := in.do("POST", "/api/realtime/tickets", mint("bob"), "")
+	var tk struct{ Ticket string }
+	_ = json.Unmarshal(ticket.body, &tk)
+	b := dialWS(t, in, "?ticket="+tk.Ticket)
+	b.expect("ready")
+	for _, s := range []*nativeWS{a, b} {
+		s.send(map[string]any{"op": "subscribe", "channels": []string{"chat:1"}})
+		s.expect("subscribed")
+	}
+	a.send(map[string]any{"op": "publish", "channel": "chat:1", "type": "client-typing", "data": map[string]any{"typing": true}, "ref": "t"})
+	pub := a.expect("published")
+	if got := b.events(1); got[0] != pub["id"] {
+		t.Fatalf("Bob got %v, want Ada's client event %v", got, pub["id"])
+	}
+	a.send(map[string]any{"op": "publish", "channel": "feed", "type": "client-typing", "ref": "x"})
+	if m := a.expect("error"); m["code"] != "insufficient_scope" || m["ref"] != "x" {
+		t.Fatalf("publish outside the claim = %v", m)
+	}
+	after := publish("chat:1", 1)
+	if got := a.events(1); got[0] != after[0] {
+		t.Fatalf("Ada got %v, want the backend's %v and never her own", got, after)
+	}
+}
+
+// TestNativeWebSocketRefusals: bad handshakes are 4xx before the upgrade;
+// bad messages close with a code that says why; nothing is stored.
+func TestNativeWebSocketRefusals(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	cfg := testConfig()
+	cfg.WS.AuthTimeout = 600 * time.Millisecond
+	in := newInstance(t, pool, cfg)
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	tok, err := c.MintToken(t.Context(), "ada", []string{"feed"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsURL := "ws" + strings.TrimPrefix(in.url, "http") + "/api/realtime/ws"
+	for _, tc := range []struct {
+		what   string
+		query  string
+		protos []string
+		status int
+	}{
+		{"no subprotocol", "", nil, 400},
+		{"another subprotocol", "", []string{"pusher"}, 400},
+		{"a token in the URL", "?token=" + tok.Token, []string{hybridws.Subprotocol}, 400},
+		{"an unknown ticket", "?ticket=tk_nope", []string{hybridws.Subprotocol}, 401},
+	} {
+		d := websocket.Dialer{Subprotocols: tc.protos}
+		_, res, err := d.Dial(wsURL+tc.query, nil)
+		if err == nil || res == nil || res.StatusCode != tc.status {
+			t.Errorf("%s: %v, %v; want %d", tc.what, err, res, tc.status)
+		}
+	}
+	if res := in.send("GET", "/api/realtime/ws", "", http.Header{}); res.status != 400 {
+		t.Errorf("a plain GET = %d, want 400", res.status)
+	}
+
+	before := pgtest.Count(t, pool, `SELECT count(*) FROM events`)
+	auth := func(s *nativeWS) {
+		s.send(map[string]any{"op": "auth", "token": tok.Token})
+		s.expect("ready")
+	}
+	for _, tc := range []struct {
+		what string
+		run  func(s *nativeWS)
+		code int
+	}{
+		{"no auth in time", func(s *nativeWS) {}, hybridws.CodeUnauthorized},
+		{"another op first", func(s *nativeWS) { s.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}}) }, hybridws.CodeUnauthorized},
+		{"an invalid token", func(s *nativeWS) { s.send(map[string]any{"op": "auth", "token": "e30.e30.x"}) }, hybridws.CodeUnauthorized},
+		{"not JSON", func(s *nativeWS) { auth(s); _ = s.ws.WriteMessage(websocket.TextMessage, []byte("hello")) }, websocket.CloseInvalidFramePayloadData},
+		{"binary", func(s *nativeWS) { auth(s); _ = s.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2}) }, websocket.CloseUnsupportedData},
+		{"too big", func(s *nativeWS) {
+			auth(s)
+			_ = s.ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"publish","data":"`+strings.Repeat("x", 100<<10)+`"}`))
+		}, websocket.CloseMessageTooBig},
+	} {
+		s := dialWS(t, in, "")
+		tc.run(s)
+		if code := s.closed(); code != tc.code {
+			t.Errorf("%s: closed with %d, want %d", tc.what, code, tc.code)
+		}
+	}
+
+	// Refusals that leave the connection usable.
+	s := dialWS(t, in, "")
+	auth(s)
+	for _, tc := range []struct {
+		msg  map[string]any
+		code string
+	}{
+		{map[string]any{"op": "subscribe", "channels": []string{"secret"}}, "insufficient_scope"},
+		{map[string]any{"op": "subscribe", "channels": []string{"bad name"}}, "invalid_channel"},
+		{map[string]any{"op": "subscribe", "channels": []string{"feed"}, "cursor": "99999999"}, "cursor_ahead"},
+		{map[string]any{"op": "subscribe", "channels": []string{"feed"}, "cursor": "x"}, "invalid_cursor"},
+		{map[string]any{"op": "subscribe"}, "missing_channels"},
+		{map[string]any{"op": "publish", "channel": "feed", "type": "client-x"}, "client_events_disabled"},
+		{map[string]any{"op": "auth", "token": tok.Token}, "already_authenticated"},
+		{map[string]any{"op": "dance"}, "unknown_op"},
+		{map[string]any{"op": "ping", "ref": map[string]any{"a": 1}}, "invalid_ref"},
+	} {
+		s.send(tc.msg)
+		if m := s.expect("error"); m["code"] != tc.code {
+			t.Errorf("%v: %v, want code %s", tc.msg, m, tc.code)
+		}
+	}
+	s.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}})
+	s.expect("subscribed")
+	if n := pgtest.Count(t, pool, `SELECT count(*) FROM events`) - before; n != 0 {
+		t.Errorf("refused messages stored %d events", n)
+	}
+}
+
+// members reads a presence message and returns its member ids, in order.
+func (c *nativeWS) members() []string {
+	c.t.Helper()
+	m := c.expect("presence")
+	list, _ := m["members"].([]any)
+	ids := []string{}
+	for _, x := range list {
+		ids = append(ids, x.(map[string]any)["id"].(string))
+	}
+	return ids
+}
+
+// member reads a member_added or member_removed message and returns its id.
+func (c *nativeWS) member(op string) string {
+	c.t.Helper()
+	m := c.expect(op)
+	return m["member"].(map[string]any)["id"].(string)
+}
+
+// TestNativeWebSocketPresence: a presence channel over the native
+// WebSocket has its subscribers as members, shared with the Pusher door
+// and across instances: the members after "subscribed", then every join
+// and leave, once; info from the token's info claim.
+func TestNativeWebSocketPresence(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	in := newInstance(t, pool, testConfig())
+	other := newInstance(t, pool, testConfig())
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	mint := func(sub string) string {
+		tok, err := c.Mint(t.Context(), client.TokenRequest{Sub: sub, Channels: []string{"presence-*"}, Info: json.RawMessage(`{"name":"` + sub + `"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Token
+	}
+	join := func(in *instance, sub string) *nativeWS {
+		s := dialWS(t, in, "")
+		s.send(map[string]any{"op": "auth", "token": mint(sub)})
+		s.expect("ready")
+		s.send(map[string]any{"op": "subscribe", "channels": []string{"presence-room"}})
+		s.expect("subscribed")
+		return s
+	}
+	ada := join(in, "ada")
+	if got := ada.members(); strings.Join(got, ",") != "ada" {
+		t.Fatalf("Ada sees %v, want herself", got)
+	}
+	bob := join(other, "bob") // another instance
+	if got := bob.members(); strings.Join(got, ",") != "ada,bob" {
+		t.Fatalf("Bob sees %v, want ada,bob", got)
+	}
+	if got := ada.member("member_added"); got != "bob" {
+		t.Fatalf("Ada was told of %q joining, want bob", got)
+	}
+	// A Pusher client in the same channel is a member too, and sees both.
+	pc := connectPusher(t, in.url, acme.SigningKey.Kid)
+	if ids := pc.joinPresence(acme.SigningKey.Kid, acme.SigningKey.Secret, "presence-room", "cleo"); len(ids) != 3 {
+		t.Fatalf("the Pusher client sees %v, want ada, bob and cleo", ids)
+	}
+	if ada.member("member_added") != "cleo" || bob.member("member_added") != "cleo" {
+		t.Fatal("cleo's join did not reach the native clients")
+	}
+	// Bob's second connection is no new member; leaving with one of two
+	// changes nothing, leaving with the last is one member_removed.
+	bob2 := join(in, "bob")
+	bob2.members()
+	bob2.ws.Close()
+	bob.send(map[string]any{"op": "unsubscribe", "channels": []string{"presence-room"}})
+	bob.expect("unsubscribed")
+	if got := ada.member("member_removed"); got != "bob" {
+		t.Fatalf("Ada was told of %q leaving, want bob", got)
+	}
+	if got := pc.memberEvent("pusher_internal:member_removed"); got != "bob" {
+		t.Fatalf("the Pusher client was told of %q leaving, want bob", got)
+	}
+	res := in.do("GET", "/v1/presence/presence-room", acme.APIKey, "")
+	if res.status != 200 || !strings.Contains(string(res.body), `"id":"ada","info":{"name":"ada"}`) || strings.Contains(string(res.body), `"bob"`) {
+		t.Fatalf("GET /v1/presence = %d %s, want ada (with her info) and cleo", res.status, res.body)
+	}
+}
