@@ -51,7 +51,7 @@ type conn struct {
 	sub      *realtime.Subscription
 	release  func()
 
-	user     atomic.Pointer[string] // signed in as (pusher:signin)
+	user atomic.Pointer[string] // signed in as (pusher:signin)
 
 	clientEvents *rate.Limiter
 	subscribes   *rate.Limiter
@@ -128,7 +128,6 @@ func (c *conn) queueFrame(f []byte) {
 	c.mu.Unlock()
 	c.Poke()
 }
-
 
 // closeWith asks write to send pusher:error and a close frame with code and
 // reason, and end the connection. The first reason given wins.
