@@ -20,8 +20,9 @@ type Transport string
 
 // The transports, in the order Subscribe prefers them.
 const (
-	SSE     Transport = "sse"
-	Polling Transport = "polling"
+	WebSocket Transport = "websocket" // hybridrt's own protocol, hybridrt.v1 (docs/protocol.md)
+	SSE       Transport = "sse"
+	Polling   Transport = "polling"
 )
 
 // SubscribeOptions configure Subscribe. URL, Channels and Token are required.
@@ -37,18 +38,19 @@ type SubscribeOptions struct {
 	// Cursor, when set, is the id after which to start (e.g. from Client.Head);
 	// otherwise the subscription starts at the tenant's current head.
 	Cursor     string
-	Transports []Transport // default: SSE, then polling
+	Transports []Transport // default: WebSocket, then SSE, then polling
 	HTTP       *http.Client
 
-	// SSEFailures is how many SSE attempts in a row may fail before falling
-	// back to polling (default 3). ReadyTimeout is how long the first event
-	// of a stream may take: a proxy that buffers the stream shows as a
-	// timeout here (default 10 s). RetrySSE is how often, while polling, SSE
-	// is tried again (default 1 min). PollTimeout is the long-poll hold
-	// (default 25 s).
-	SSEFailures  int
+	// Failures is how many attempts in a row of a streaming transport
+	// (WebSocket, SSE) may fail before falling back to the next one
+	// (default 3). ReadyTimeout is how long a stream's ready may take: a
+	// proxy that refuses or buffers the stream shows as a timeout here
+	// (default 10 s). RetryBetter is how often, while on a fallback, the
+	// better transports are tried again (default 1 min). PollTimeout is the
+	// long-poll hold (default 25 s).
+	Failures     int
 	ReadyTimeout time.Duration
-	RetrySSE     time.Duration
+	RetryBetter  time.Duration
 	PollTimeout  time.Duration
 
 	// OnState, if set, is called on every change of transport or connection.
@@ -59,8 +61,9 @@ type SubscribeOptions struct {
 type State struct {
 	Connected bool
 	Transport Transport // "" while disconnected
-	// ConnectionID is the SSE stream's id, from its ready event; it stays
-	// the same while the token is renewed in place. "" when not streaming.
+	// ConnectionID is the stream's id (SSE or WebSocket), from its ready;
+	// it stays the same while the token is renewed in place. "" when not
+	// streaming.
 	ConnectionID string
 	Cursor       string
 	// Err is why the subscription is disconnected or, while connected, why
@@ -92,15 +95,15 @@ func Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscription, error
 		return nil, errors.New("hybridrt: Subscribe needs URL, Channels and Token")
 	}
 	if len(opts.Transports) == 0 {
-		opts.Transports = []Transport{SSE, Polling}
+		opts.Transports = []Transport{WebSocket, SSE, Polling}
 	}
 	if opts.HTTP == nil {
 		opts.HTTP = &http.Client{}
 	}
 	opts.URL = strings.TrimSuffix(opts.URL, "/")
-	opts.SSEFailures = cmpOr(opts.SSEFailures, 3)
+	opts.Failures = cmpOr(opts.Failures, 3)
 	opts.ReadyTimeout = cmpOr(opts.ReadyTimeout, 10*time.Second)
-	opts.RetrySSE = cmpOr(opts.RetrySSE, time.Minute)
+	opts.RetryBetter = cmpOr(opts.RetryBetter, time.Minute)
 	opts.PollTimeout = cmpOr(opts.PollTimeout, 25*time.Second)
 	s := &Subscription{opts: opts, events: make(chan Event, 1024), done: make(chan struct{}), cursor: -1,
 		pollID: "c_poll" + strconv.FormatUint(rand.Uint64(), 36)}
@@ -208,7 +211,7 @@ func (s *Subscription) Publish(ctx context.Context, channel, typ string, data an
 	}
 	s.mu.Lock()
 	conn := s.pollID // the polls skip what it sends
-	if s.state.Connected && s.state.Transport == SSE {
+	if s.state.Connected && s.state.Transport != Polling && s.state.ConnectionID != "" {
 		conn = s.state.ConnectionID // the stream skips what it sends
 	}
 	s.mu.Unlock()
@@ -233,6 +236,21 @@ func (s *Subscription) Publish(ctx context.Context, channel, typ string, data an
 		s.mu.Unlock()
 	}
 	return out.IDs[0], nil
+}
+
+// startAt takes cursor, a stream's ready position, as the subscription's
+// when it has none yet: events from there on are its, so a reconnect
+// before its first event misses none.
+func (s *Subscription) startAt(cursor string) {
+	c, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.cursor < 0 {
+		s.cursor = c
+	}
+	s.mu.Unlock()
 }
 
 func (s *Subscription) cursorParam() string {
@@ -272,34 +290,51 @@ func (s *Subscription) freshToken(ctx context.Context, force bool) (token, error
 	return t, nil
 }
 
+// pick returns the transport to try next: the first that has not failed
+// Failures times in a row, or whose retry is due; polling never fails over.
+func (s *Subscription) pick(failures map[Transport]int, last map[Transport]time.Time) Transport {
+	ts := s.opts.Transports
+	for i, t := range ts {
+		if t == Polling || i == len(ts)-1 || failures[t] < s.opts.Failures || time.Since(last[t]) >= s.opts.RetryBetter {
+			return t
+		}
+	}
+	return ts[len(ts)-1]
+}
+
 func (s *Subscription) run(ctx context.Context) {
 	defer close(s.done)
 	defer close(s.events)
-	sseFailures := 0
-	var lastSSE time.Time // when the last SSE attempt ended
+	failures := map[Transport]int{}   // failed attempts in a row, by streaming transport
+	last := map[Transport]time.Time{} // when its last attempt ended
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		// SSE first; after SSEFailures failed attempts in a row, poll, and try
-		// SSE again once RetrySSE has passed since the last attempt.
-		useSSE := s.allowed(SSE) && (sseFailures < s.opts.SSEFailures || !s.allowed(Polling) || time.Since(lastSSE) >= s.opts.RetrySSE)
-		var err error
-		if useSSE {
-			var opened bool
+		t := s.pick(failures, last)
+		var (
+			err    error
+			opened bool
+		)
+		switch t {
+		case WebSocket:
+			opened, err = s.streamWS(ctx)
+		case SSE:
 			opened, err = s.streamSSE(ctx)
-			lastSSE = time.Now()
-			if opened {
-				sseFailures, backoff = 0, 250*time.Millisecond
-			} else if !errors.Is(err, errAuth) && !errors.Is(err, errToken) {
-				sseFailures++
-				if sseFailures >= s.opts.SSEFailures && s.allowed(Polling) {
-					continue // fall back to polling at once, no backoff
-				}
-			}
-		} else {
+		default:
 			err = s.poll(ctx)
 			if err == nil {
 				backoff = 250 * time.Millisecond
 				continue
+			}
+		}
+		if t != Polling {
+			last[t] = time.Now()
+			if opened {
+				failures[t], backoff = 0, 250*time.Millisecond
+			} else if !errors.Is(err, errAuth) && !errors.Is(err, errToken) {
+				failures[t]++
+				if failures[t] >= s.opts.Failures && s.pick(failures, last) != t {
+					continue // fall back at once, no backoff
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -443,6 +478,7 @@ func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
 				heartbeat = time.Duration(r.Heartbeat) * time.Second
 			}
 			alive <- heartbeat * 5 / 2
+			s.startAt(id) // the head, when the subscription has no cursor yet
 			s.setState(true, SSE, r.ConnectionID, nil)
 			if !opened && r.ConnectionID != "" {
 				// Renew the token in place before it expires; without a

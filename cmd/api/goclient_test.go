@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,8 @@ import (
 // renewal off. It counts what went through.
 type testProxy struct {
 	url           string
+	blockWS       atomic.Bool // refuse WebSocket upgrades, as a proxy without WebSocket support does
+	silentWS      atomic.Bool // accept the upgrade, then pass nothing either way
 	blockSSE      atomic.Bool
 	bufferSSE     atomic.Bool
 	dropNextReply atomic.Bool
@@ -105,6 +108,23 @@ func newTestProxy(t *testing.T, target string) *testProxy {
 			if rec.status == http.StatusUnauthorized {
 				p.refusedPolls.Add(1)
 			}
+		case r.URL.Path == "/api/realtime/ws" && p.blockWS.Load():
+			http.Error(w, "WebSocket not supported by the test proxy", http.StatusBadGateway)
+		case r.URL.Path == "/api/realtime/ws" && p.silentWS.Load():
+			// Answer the handshake itself, then hold the connection and
+			// never say a word, as a proxy that drops the upgraded stream.
+			nc, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			h := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(h[:]) + "\r\nSec-WebSocket-Protocol: hybridrt.v1\r\n\r\n")
+			brw.Flush()
+			go func() {
+				defer nc.Close()
+				_, _ = io.Copy(io.Discard, nc) // until the client gives up
+			}()
 		case r.URL.Path == "/api/realtime/sse" && p.blockSSE.Load():
 			http.Error(w, "SSE blocked by the test proxy", http.StatusBadGateway)
 		case r.URL.Path == "/api/realtime/sse" && p.bufferSSE.Load():
@@ -220,10 +240,12 @@ func collectEvents(t *testing.T, s *client.Subscription, n int, timeout time.Dur
 	return got
 }
 
-// TestGoClientSubscribeFallback: the Go subscriber streams over SSE; when a
-// proxy refuses SSE it falls back to polling, and when SSE works again it
-// returns to it, with no event lost or repeated across the switches. A proxy
-// that buffers the stream is noticed by the missing ready event.
+// TestGoClientSubscribeFallback: the Go subscriber streams over the
+// WebSocket; when a proxy refuses it, over SSE; when the proxy refuses SSE
+// too, it polls; when they work again it returns to the WebSocket. A proxy
+// that accepts the WebSocket and then passes nothing, or buffers the SSE
+// stream, is noticed by the missing ready. No event is lost or repeated
+// across any of the switches.
 func TestGoClientSubscribeFallback(t *testing.T) {
 	t.Parallel()
 	in := newInstance(t, pgtest.NewDB(t), testConfig())
@@ -239,7 +261,7 @@ func TestGoClientSubscribeFallback(t *testing.T) {
 			tok, err := c.MintToken(ctx, "u1", []string{"feed"}, time.Hour)
 			return tok.Token, err
 		},
-		SSEFailures: 2, ReadyTimeout: 500 * time.Millisecond, RetrySSE: 700 * time.Millisecond, PollTimeout: time.Second,
+		Failures: 2, ReadyTimeout: 500 * time.Millisecond, RetryBetter: 700 * time.Millisecond, PollTimeout: time.Second,
 	}
 	head, _ := c.Head(ctx)
 	opts.Cursor = head
@@ -267,31 +289,27 @@ func TestGoClientSubscribeFallback(t *testing.T) {
 		}
 	}
 	var got []client.Event
+	step := func(what string, want client.Transport, change func()) {
+		t.Helper()
+		change()
+		in.dropConnections() // the client must reconnect through the proxy
+		publish(5)
+		got = append(got, collectEvents(t, sub, 5, 15*time.Second)...)
+		waitTransport(want)
+		publish(5)
+		got = append(got, collectEvents(t, sub, 5, 10*time.Second)...)
+		t.Logf("%s: on %s", what, want)
+	}
 
-	waitTransport(client.SSE)
+	waitTransport(client.WebSocket)
 	publish(5)
 	got = append(got, collectEvents(t, sub, 5, 5*time.Second)...)
-
-	proxy.blockSSE.Store(true)
-	// Drop the live stream so the client must reconnect through the proxy.
-	in.dropConnections()
-	publish(5)
-	got = append(got, collectEvents(t, sub, 5, 10*time.Second)...)
-	waitTransport(client.Polling)
-	publish(5)
-	got = append(got, collectEvents(t, sub, 5, 10*time.Second)...)
-
-	proxy.blockSSE.Store(false)
-	waitTransport(client.SSE)
-	publish(5)
-	got = append(got, collectEvents(t, sub, 5, 10*time.Second)...)
-
-	// A buffering proxy: the stream opens but nothing arrives.
-	proxy.bufferSSE.Store(true)
-	in.dropConnections()
-	publish(5)
-	got = append(got, collectEvents(t, sub, 5, 15*time.Second)...)
-	waitTransport(client.Polling)
+	step("WebSocket upgrade refused", client.SSE, func() { proxy.blockWS.Store(true) })
+	step("SSE refused too", client.Polling, func() { proxy.blockSSE.Store(true) })
+	step("both back", client.WebSocket, func() { proxy.blockWS.Store(false); proxy.blockSSE.Store(false) })
+	step("WebSocket accepted, then silent", client.SSE, func() { proxy.silentWS.Store(true) })
+	step("SSE buffered too", client.Polling, func() { proxy.bufferSSE.Store(true) })
+	step("everything back", client.WebSocket, func() { proxy.silentWS.Store(false); proxy.bufferSSE.Store(false) })
 
 	for i, e := range got {
 		if string(e.Data) != fmt.Sprint(i+1) {
@@ -329,14 +347,14 @@ func (l *stateLog) add(s client.State) {
 	l.states = append(l.states, s)
 }
 
-// readies returns the connection ids of the SSE streams that became ready,
+// readies returns the connection ids of the streams (SSE or WebSocket) that became ready,
 // in order (a failed renewal reports the same stream again, with an error).
 func (l *stateLog) readies() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var ids []string
 	for _, s := range l.states {
-		if s.Connected && s.Transport == client.SSE && s.Err == nil {
+		if s.Connected && s.Transport != client.Polling && s.Err == nil {
 			ids = append(ids, s.ConnectionID)
 		}
 	}
@@ -510,6 +528,35 @@ func TestGoClientRenewInPlace(t *testing.T) {
 	conns, err := c.Connections(t.Context())
 	if err != nil || len(conns) != 1 || conns[0].ID != first || conns[0].Transport != "sse" {
 		t.Errorf("Connections = %+v, %v, want the one SSE stream %s", conns, err, first)
+	}
+}
+
+// TestGoClientRenewOverWebSocket: over the native WebSocket the Go
+// subscriber renews its 3-second tokens in place ({"op":"token"}): one
+// connection outlives several tokens, and the events published all along
+// arrive exactly once, in order.
+func TestGoClientRenewOverWebSocket(t *testing.T) {
+	t.Parallel()
+	const ttl = 3 * time.Second
+	r := newTokenRig(t, client.WebSocket, ttl, func(int64) string { return "u1" }, false)
+	c, sub, states, minted := r.c, r.sub, r.states, r.minted
+	first := sub.State().ConnectionID
+	start := time.Now()
+	p := &feedPublisher{t: t, c: c}
+	p.until("done", 30*time.Second, func() bool { return time.Since(start) > 5*ttl/2 })
+	p.checkAll(sub)
+	if n := minted.Load(); n < 3 {
+		t.Errorf("Token called %d times in %v, want ≥ 3 (renewals)", n, time.Since(start))
+	}
+	if ids := states.readies(); len(ids) != 1 || ids[0] != first {
+		t.Errorf("ready connections %v, want only %s", ids, first)
+	}
+	if s := sub.State(); !s.Connected || s.ConnectionID != first || s.Err != nil {
+		t.Errorf("state after the renewals = %+v, want connected on %s without error", s, first)
+	}
+	conns, err := c.Connections(t.Context())
+	if err != nil || len(conns) != 1 || conns[0].ID != first || conns[0].Transport != "ws" {
+		t.Errorf("Connections = %+v, %v, want the one WebSocket %s", conns, err, first)
 	}
 }
 

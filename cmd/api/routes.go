@@ -161,7 +161,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			// A stream's setup waits on the database as long as an API
 			// request may; the stream itself has no deadline.
 			connect := web.WithConnectDeadline(apiDeadline)
-			r.With(connect, auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits))
+			r.With(connect, auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits, s.presence.ForStreams()))
 			r.With(connect, jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
 			// hybridrt's own WebSocket protocol: it authenticates for itself,
 			// with a ticket or with the token in its first message.

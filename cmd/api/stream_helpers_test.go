@@ -241,7 +241,7 @@ func (s *stream) read() {
 		case "resync":
 			s.resynced.Store(true)
 			s.system <- e
-		case "token_expired":
+		case "token_expired", "presence", "member_added", "member_removed":
 			s.system <- e
 		default:
 			var env envelope

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -290,6 +291,17 @@ func TestNativeWebSocketRefusals(t *testing.T) {
 	}
 }
 
+// presenceToken mints a token of user sub for presence-* channels, with
+// {"name":sub} as its info.
+func presenceToken(t *testing.T, c *client.Client, sub string) string {
+	t.Helper()
+	tok, err := c.Mint(t.Context(), client.TokenRequest{Sub: sub, Channels: []string{"presence-*"}, Info: json.RawMessage(`{"name":"` + sub + `"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
+}
+
 // members reads a presence message and returns its member ids, in order.
 func (c *nativeWS) members() []string {
 	c.t.Helper()
@@ -320,13 +332,7 @@ func TestNativeWebSocketPresence(t *testing.T) {
 	other := newInstance(t, pool, testConfig())
 	acme := in.signup("Acme")
 	c := client.New(in.url, acme.APIKey)
-	mint := func(sub string) string {
-		tok, err := c.Mint(t.Context(), client.TokenRequest{Sub: sub, Channels: []string{"presence-*"}, Info: json.RawMessage(`{"name":"` + sub + `"}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok.Token
-	}
+	mint := func(sub string) string { return presenceToken(t, c, sub) }
 	join := func(in *instance, sub string) *nativeWS {
 		s := dialWS(t, in, "")
 		s.send(map[string]any{"op": "auth", "token": mint(sub)})
@@ -370,5 +376,62 @@ func TestNativeWebSocketPresence(t *testing.T) {
 	res := in.do("GET", "/v1/presence/presence-room", acme.APIKey, "")
 	if res.status != 200 || !strings.Contains(string(res.body), `"id":"ada","info":{"name":"ada"}`) || strings.Contains(string(res.body), `"bob"`) {
 		t.Fatalf("GET /v1/presence = %d %s, want ada (with her info) and cleo", res.status, res.body)
+	}
+}
+
+// nextSystem returns the stream's next message that is not an event, with
+// its data decoded, failing after 10 s.
+func nextSystem(t *testing.T, s *stream, typ string) map[string]any {
+	t.Helper()
+	select {
+	case e := <-s.system:
+		if e.Type != typ {
+			t.Fatalf("SSE %s %s, want %s", e.Type, e.Data, typ)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(e.Data), &m); err != nil {
+			t.Fatalf("SSE %s data %q: %v", typ, e.Data, err)
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no SSE %s within 10 s", typ)
+	}
+	return nil
+}
+
+// TestSSEPresence: an SSE subscriber of a presence channel is one of its
+// members, beside the native WebSocket's: it gets the members after ready,
+// then every join and leave, as events without an id; its leaving is
+// announced to the others.
+func TestSSEPresence(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	mint := func(sub string) string { return presenceToken(t, c, sub) }
+	ada := in.subscribe(acme.Tenant.ID, "ada", []string{"presence-*"}, []string{"presence-room"}, subscribeOpts{token: mint("ada")})
+	nextSystem(t, ada, "ready")
+	m := nextSystem(t, ada, "presence")
+	if fmt.Sprint(m["members"]) != "[map[id:ada info:map[name:ada]]]" || m["channel"] != "presence-room" {
+		t.Fatalf("Ada's presence = %v, want herself with her info", m)
+	}
+	bob := dialWS(t, in, "")
+	bob.send(map[string]any{"op": "auth", "token": mint("bob")})
+	bob.expect("ready")
+	bob.send(map[string]any{"op": "subscribe", "channels": []string{"presence-room"}})
+	bob.expect("subscribed")
+	if got := bob.members(); strings.Join(got, ",") != "ada,bob" {
+		t.Fatalf("Bob sees %v, want ada,bob", got)
+	}
+	if m := nextSystem(t, ada, "member_added"); fmt.Sprint(m["member"]) != "map[id:bob info:map[name:bob]]" {
+		t.Fatalf("Ada's member_added = %v, want bob", m)
+	}
+	ada.close()
+	if got := bob.member("member_removed"); got != "ada" {
+		t.Fatalf("Bob was told of %q leaving, want ada", got)
+	}
+	res := in.do("GET", "/v1/presence/presence-room", acme.APIKey, "")
+	if res.status != 200 || strings.Contains(string(res.body), `"ada"`) || !strings.Contains(string(res.body), `"bob"`) {
+		t.Fatalf("GET /v1/presence = %d %s, want bob alone", res.status, res.body)
 	}
 }

@@ -204,7 +204,20 @@ func (c *conn) writeOnce() bool {
 		return false
 	}
 	if c.ReadEnded() {
-		c.sendClose(websocket.CloseNormalClosure, "")
+		// The client left, or read ended it. What read queued before it
+		// ended, and why (closing), may have come after the take above:
+		// readEnded is set after both, so take them again.
+		c.mu.Lock()
+		out, closing := c.out, c.closing
+		c.out = nil
+		c.mu.Unlock()
+		if len(out) > 0 {
+			_ = c.Send(out...)
+		}
+		if closing == nil {
+			closing = &closeFrame{websocket.CloseNormalClosure, ""}
+		}
+		c.sendClose(closing.code, closing.reason)
 		return false
 	}
 	if !c.authed.Load() {

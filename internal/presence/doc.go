@@ -1,8 +1,8 @@
 // Package presence keeps who is in each presence channel, shared by every
 // instance and every door: a user with any number of connections, on any
 // instances and transports, is one member until its last connection leaves.
-// Doors (internal/pusher and internal/hybridws; SSE and long-poll next)
-// join and leave for their connections and watch a channel for its
+// Doors (internal/pusher, internal/hybridws, and the core's SSE streams
+// through ForStreams) join and leave for their connections and watch a channel for its
 // changes; the core never imports this package.
 //
 // # Data flow

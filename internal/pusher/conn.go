@@ -185,9 +185,17 @@ func (c *conn) writeOnce() bool {
 		return false
 	}
 	if c.ReadEnded() {
-		// The client left, or read ended it (and said why in closing,
-		// taken above, unless it had nothing to say).
-		c.sendClose(websocket.CloseNormalClosure, "")
+		// The client left, or read ended it. What read queued before it
+		// ended, and why (closing), may have come after the take above:
+		// readEnded is set after both, so take them again.
+		out, _, closing := c.take()
+		if len(out) > 0 {
+			_ = c.send(out...)
+		}
+		if closing == nil {
+			closing = &closeFrame{websocket.CloseNormalClosure, ""}
+		}
+		c.sendClose(closing.code, closing.reason)
 		return false
 	}
 

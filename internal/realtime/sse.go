@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,7 +35,10 @@ const readBatch = 500
 // stack for the stream's life, and a second goroutine would sit in Read.
 // Where the connection cannot be taken (HTTP/2, a middleware that hides
 // it), the stream runs inside the handler through the ResponseWriter.
-func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifier, limits *Limits) http.HandlerFunc {
+//
+// A stream of a presence channel is one of its members (presence, which
+// may be nil): it gets the members after ready, then every join and leave.
+func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifier, limits *Limits, presence PresenceJoin) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		lim, err := limits.of(ctx, auth.SubscriberFrom(ctx).TenantID)
@@ -55,6 +59,12 @@ func HandleSSE(log *slog.Logger, hub *Hub, reg *Registry, verifier *auth.Verifie
 		st := &sseStream{log: log, hub: hub, reg: reg, verifier: verifier, cfg: lim.stream, conn: conn,
 			requestID: web.RequestID(ctx), cursor: s.cursor, start: time.Now()}
 		st.runner.Step = st.run
+		st.runner.Hold() // nothing runs before begin is done, though presence may poke
+		if err := st.joinPresence(ctx, presence, s); err != nil {
+			reg.Remove(conn)
+			web.Fail(w, r, log, err)
+			return
+		}
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
@@ -178,6 +188,10 @@ type sseStream struct {
 	suspended atomic.Bool // the tenant was suspended
 	gone      atomic.Pointer[error]
 
+	presenceMu  sync.Mutex
+	presenceOut [][]byte                      // presence messages for the client
+	leaves      []func(context.Context) error // its presence memberships; the run's own once it runs
+
 	// The run's own.
 	cursor      int64
 	live        bool // past the first read: events are live, not replayed
@@ -297,6 +311,9 @@ func (st *sseStream) step() string {
 		_ = st.flush()
 		return "tenant suspended"
 	}
+	for _, f := range st.takePresence() {
+		st.out.write(f) // flushed with the events, or at the end
+	}
 	if st.expired.Swap(false) {
 		st.runner.Blocking()
 		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
@@ -374,6 +391,10 @@ func (st *sseStream) finish(reason string) {
 	st.expiry.Stop()
 	st.unsuspended()
 	st.sub.Close()
+	if len(st.leaves) > 0 {
+		st.runner.Blocking() // leaving is a write to the database
+		st.leavePresence()
+	}
 	st.reg.Remove(st.conn)
 	if st.watch != nil {
 		st.watch.Stop()

@@ -55,7 +55,7 @@ func TestSSENonFlusher(t *testing.T) {
 	limits := NewLimits(DefaultPublishConfig, DefaultStreamConfig, 100, tenant.NewQuotaCache(tenant.NewStore(pool)), shared)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	h := HandleSSE(log, hub, reg, nil, limits)
+	h := HandleSSE(log, hub, reg, nil, limits, nil)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

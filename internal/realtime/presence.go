@@ -1,0 +1,75 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+)
+
+// PresenceJoin makes connection c a member of the presence channel, as its
+// user with info (the token's info claim), and calls update with every
+// message for the client: first "presence" with {"channel","members"},
+// then "member_added" and "member_removed" with {"channel","member"}. update
+// must not block. leave ends the membership (a failure leaves the row to
+// be swept with its instance's). A refusal (the channel is
+// full, the member invalid) is a *web.Problem.
+//
+// Package presence implements it (Registry.ForStreams): the core does not
+// import the doors and their stores, it is handed what they offer.
+type PresenceJoin func(ctx context.Context, c *Conn, channel string, info json.RawMessage, update func(op string, data []byte)) (leave func(context.Context) error, err error)
+
+// IsPresence reports a presence channel: its subscribers are its members.
+func IsPresence(channel string) bool { return strings.HasPrefix(channel, "presence-") }
+
+// joinPresence makes the stream a member of its presence channels, before
+// its first frame. On a refusal it leaves the ones it joined.
+func (st *sseStream) joinPresence(ctx context.Context, join PresenceJoin, s subscription) error {
+	if join == nil {
+		return nil
+	}
+	for _, ch := range s.channels {
+		if !IsPresence(ch) {
+			continue
+		}
+		leave, err := join(ctx, st.conn, ch, s.sub.Info, st.presenceUpdate)
+		if err != nil {
+			st.leavePresence()
+			return err
+		}
+		st.leaves = append(st.leaves, leave)
+	}
+	return nil
+}
+
+// presenceUpdate queues a presence message for the stream, as an event
+// without an id: presence is not in the event sequence.
+func (st *sseStream) presenceUpdate(op string, data []byte) {
+	st.presenceMu.Lock()
+	st.presenceOut = append(st.presenceOut, systemFrame(op, "", json.RawMessage(data)))
+	st.presenceMu.Unlock()
+	st.poke()
+}
+
+// takePresence returns, and clears, the presence messages queued.
+func (st *sseStream) takePresence() [][]byte {
+	st.presenceMu.Lock()
+	defer st.presenceMu.Unlock()
+	out := st.presenceOut
+	st.presenceOut = nil
+	return out
+}
+
+// leavePresence ends the stream's memberships.
+func (st *sseStream) leavePresence() {
+	if len(st.leaves) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	for _, leave := range st.leaves {
+		if err := leave(ctx); err != nil {
+			st.log.Warn("realtime: a stream could not leave a presence channel; the row goes when its instance's are swept", "err", err)
+		}
+	}
+	st.leaves = nil
+}
