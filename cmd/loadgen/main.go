@@ -1,7 +1,8 @@
 // Command loadgen measures a hybridrt server: it signs up a tenant of its
-// own, opens subscribers on one channel (SSE, or with -transport pusher
-// WebSocket connections speaking the Pusher Channels protocol to the
-// server's /app/{key} door), publishes timestamped events
+// own, opens subscribers on one channel (SSE; with -transport ws WebSocket
+// connections of hybridrt's own protocol; with -transport pusher WebSocket
+// connections speaking the Pusher Channels protocol to the server's
+// /app/{key} door), publishes timestamped events
 // with concurrent publishers, and checks that every subscriber received
 // every acknowledged event exactly once and in order, with the delivery
 // latency. With -pid it also checks that the server's goroutines return to
@@ -16,6 +17,7 @@
 //	go run ./cmd/loadgen -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $(pgrep -n api) -idle-sample
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s -pid $API_PID -raw-db $DATABASE_URL
 //	go run ./cmd/loadgen -transport pusher -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $API_PID -idle-sample
+//	go run ./cmd/loadgen -transport ws -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $API_PID -idle-sample
 //
 // See docs/benchmarks.md for how the project's figures were taken.
 package main
@@ -63,7 +65,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the server's base URL")
-	flag.StringVar(&o.transport, "transport", "sse", "how subscribers connect: sse, or pusher (WebSocket, Pusher Channels protocol 7, on a channel the run makes public)")
+	flag.StringVar(&o.transport, "transport", "sse", "how subscribers connect: sse, ws (hybridrt's own WebSocket protocol, hybridrt.v1), or pusher (WebSocket, Pusher Channels protocol 7, on a channel the run makes public)")
 	flag.IntVar(&o.subscribers, "subscribers", 100, "subscriber connections to open")
 	flag.StringVar(&o.channel, "channel", "load", "the channel to publish and subscribe to")
 	flag.IntVar(&o.publishers, "publishers", 16, "concurrent publishers, each with one request in flight")
@@ -88,8 +90,8 @@ func main() {
 		fail("unexpected argument %q; every setting is a flag (-h lists them)", flag.Arg(0))
 	}
 	switch {
-	case o.transport != "sse" && o.transport != "pusher":
-		fail("-transport %q: sse or pusher", o.transport)
+	case o.transport != "sse" && o.transport != "ws" && o.transport != "pusher":
+		fail("-transport %q: sse, ws or pusher", o.transport)
 	case o.subscribers < 0:
 		fail("-subscribers must be 0 or more")
 	case o.publishers < 1:
@@ -216,8 +218,11 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		stored:  stored,
 		bufSize: 32 << 10,
 	}
-	if o.transport == "pusher" {
+	switch o.transport {
+	case "pusher":
 		scfg.path, scfg.pusher = pusherPath(su.appKey), o.channel
+	case "ws":
+		scfg.path, scfg.native = nativePath, o.channel
 	}
 	if o.subscribers > 1000 {
 		scfg.bufSize = 4 << 10 // memory: two buffers per subscriber
@@ -513,7 +518,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	// commit. Millisecond resolution, so up to 1 ms high; measured on one
 	// event in storedSample (ids that are multiples of it). A Pusher frame
 	// carries no such time.
-	if o.transport == "sse" {
+	if o.transport != "pusher" {
 		r.line("latency from stored p50 ms", "%s", ms(stored.quantile(0.50)))
 		r.line("latency from stored p99 ms", "%s", ms(stored.quantile(0.99)))
 		r.line("latency from stored max ms", "%s", ms(time.Duration(stored.max.Load())))

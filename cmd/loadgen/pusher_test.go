@@ -84,10 +84,11 @@ func startAPI(t *testing.T) (string, int) {
 }
 
 // TestRunRealServer runs the load generator against a real server, over
-// SSE and over the Pusher door, with the server's goroutine check.
+// SSE, over hybridrt's own WebSocket and over the Pusher door, with the
+// server's goroutine check.
 func TestRunRealServer(t *testing.T) {
 	base, pid := startAPI(t)
-	for _, transport := range []string{"sse", "pusher"} {
+	for _, transport := range []string{"sse", "ws", "pusher"} {
 		t.Run(transport, func(t *testing.T) {
 			o := options{
 				url: base, transport: transport, subscribers: 5, channel: "bench", publishers: 2, rate: 40, batch: 2,

@@ -20,6 +20,7 @@ type streamConfig struct {
 	dialer  *dialer
 	path    string // /api/realtime/sse?channels=…, or /app/{key}?protocol=7… for pusher
 	pusher  string // the channel to subscribe to over the Pusher protocol; "" for SSE
+	native  string // the channel to subscribe to over hybridrt's own WebSocket; "" otherwise
 	token   string
 	latency *histogram // receive time − send time carried in the data
 	stored  *histogram // receive time − the envelope's "time" (when the server stored the event, ms)
@@ -110,8 +111,11 @@ func (s *subscriber) run(ctx context.Context, ready func(error)) {
 
 // stream makes one connection and reads it until it ends.
 func (s *subscriber) stream(ctx context.Context, onReady func()) error {
-	if s.cfg.pusher != "" {
+	switch {
+	case s.cfg.pusher != "":
 		return s.pusherStream(ctx, onReady)
+	case s.cfg.native != "":
+		return s.nativeStream(ctx, onReady)
 	}
 	return s.sseStream(ctx, onReady)
 }

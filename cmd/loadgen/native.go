@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// nativePath is hybridrt's own WebSocket door.
+const nativePath = "/api/realtime/ws"
+
+// nativeEvent starts every event message of hybridrt.v1; the id follows.
+var nativeEvent = []byte(`{"op":"event","event":{"id":"`)
+
+// nativeStream makes one WebSocket connection of hybridrt's own protocol
+// (hybridrt.v1), authenticates, subscribes to the channel from where the
+// subscriber stands (so a reconnect misses nothing, as over SSE) and reads
+// events until the connection ends.
+func (s *subscriber) nativeStream(ctx context.Context, onReady func()) error {
+	t := s.cfg.dialer.target
+	scheme := "ws"
+	if t.Scheme == "https" {
+		scheme = "wss"
+	}
+	d := websocket.Dialer{
+		NetDialContext:   s.cfg.dialer.dialTCP,
+		TLSClientConfig:  &tls.Config{ServerName: t.Hostname()},
+		HandshakeTimeout: 15 * time.Second,
+		ReadBufferSize:   s.cfg.bufSize,
+		WriteBufferPool:  &wsWriteBuffers,
+		Subprotocols:     []string{"hybridrt.v1"},
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ws, resp, err := d.DialContext(dctx, scheme+"://"+t.Host+nativePath, http.Header{"User-Agent": {"hybridrt-loadgen"}})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return &statusError{resp.StatusCode, string(bytes.TrimSpace(b))}
+		}
+		return err
+	}
+	defer ws.Close()
+	stop := context.AfterFunc(ctx, func() { ws.Close() })
+	defer stop()
+	ws.SetReadLimit(1 << 20)
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second)) // until subscribed
+	auth, _ := json.Marshal(map[string]string{"op": "auth", "token": s.cfg.token})
+	if err := ws.WriteMessage(websocket.TextMessage, auth); err != nil {
+		return err
+	}
+
+	var msg bytes.Buffer
+	for {
+		_, r, err := ws.NextReader()
+		if err != nil {
+			return err
+		}
+		msg.Reset()
+		if _, err := msg.ReadFrom(r); err != nil {
+			return err
+		}
+		s.stale = true // one message per read, as far as we can tell
+		m := msg.Bytes()
+		if bytes.HasPrefix(m, nativeEvent) {
+			rest := m[len(nativeEvent):]
+			if k := bytes.IndexByte(rest, '"'); k > 0 {
+				if id, ok := parseDigits(rest[:k]); ok {
+					s.arrival()
+					s.deliver(id, m, dataTime)
+				}
+			}
+			continue
+		}
+		var c struct {
+			Op     string `json:"op"`
+			Cursor string `json:"cursor"`
+		}
+		if err := json.Unmarshal(m, &c); err != nil {
+			return fmt.Errorf("cannot parse %.200q: %w", m, err)
+		}
+		switch c.Op {
+		case "ready":
+			if !s.connected {
+				s.lastID, _ = strconv.ParseInt(c.Cursor, 10, 64)
+				s.high.Store(s.lastID)
+			}
+			sub, _ := json.Marshal(map[string]any{"op": "subscribe", "channels": []string{s.cfg.native}, "cursor": strconv.FormatInt(s.lastID, 10)})
+			if err := ws.WriteMessage(websocket.TextMessage, sub); err != nil {
+				return err
+			}
+		case "subscribed":
+			_ = ws.SetReadDeadline(time.Time{}) // the server pings an idle client
+			onReady()
+		case "ping":
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"pong"}`)); err != nil {
+				return err
+			}
+		case "resync":
+			s.resyncs++
+		case "token_expired":
+			s.tokenExpired++
+		case "error":
+			return fmt.Errorf("%s", m)
+		}
+	}
+}
