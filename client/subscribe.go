@@ -55,6 +55,9 @@ type SubscribeOptions struct {
 
 	// OnState, if set, is called on every change of transport or connection.
 	OnState func(State)
+	// OnPresence, if set, is called with every presence message of the
+	// subscription's presence- channels (see Members), from its goroutine.
+	OnPresence func(PresenceChange)
 }
 
 // State is a subscription's connection state.
@@ -85,7 +88,9 @@ type Subscription struct {
 	cursor int64
 	tok    token
 	own    map[int64]bool // ids of client events this subscription published, not to be delivered back
-	pollID string         // the connection id its polls and, while it polls, its client events give
+	// members of its presence channels, by channel and user id, as last heard
+	members map[string]map[string]Member
+	pollID  string // the connection id its polls and, while it polls, its client events give
 }
 
 // Subscribe starts receiving events. It returns at once; events arrive on
@@ -320,6 +325,7 @@ func (s *Subscription) run(ctx context.Context) {
 		case SSE:
 			opened, err = s.streamSSE(ctx)
 		default:
+			s.forgetPresence()
 			err = s.poll(ctx)
 			if err == nil {
 				backoff = 250 * time.Millisecond
@@ -488,6 +494,8 @@ func (s *Subscription) streamSSE(ctx context.Context) (opened bool, err error) {
 			opened = true
 		case "token_expired":
 			return opened, errAuth
+		case "presence", "member_added", "member_removed":
+			s.presence(evType, []byte(payload))
 		case "resync":
 			var r struct{ Cursor string }
 			_ = json.Unmarshal([]byte(payload), &r)

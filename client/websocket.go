@@ -107,8 +107,12 @@ func (s *Subscription) streamWS(ctx context.Context) (opened bool, err error) {
 
 	for {
 		_ = ws.SetReadDeadline(time.Now().Add(wsSilence))
+		_, raw, err := ws.ReadMessage()
 		var m wsMessage
-		if err := ws.ReadJSON(&m); err != nil {
+		if err == nil {
+			err = json.Unmarshal(raw, &m)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return opened, ctx.Err()
 			}
@@ -137,6 +141,8 @@ func (s *Subscription) streamWS(ctx context.Context) (opened bool, err error) {
 			}
 		case "token_expired":
 			return opened, errAuth
+		case "presence", "member_added", "member_removed":
+			s.presence(m.Op, raw)
 		case "error":
 			if m.Ref == "subscribe" { // the channels were refused: this transport cannot serve them
 				return opened, &Error{Status: http.StatusForbidden, Code: m.Code, Detail: m.Message}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -433,5 +434,69 @@ func TestSSEPresence(t *testing.T) {
 	res := in.do("GET", "/v1/presence/presence-room", acme.APIKey, "")
 	if res.status != 200 || strings.Contains(string(res.body), `"ada"`) || !strings.Contains(string(res.body), `"bob"`) {
 		t.Fatalf("GET /v1/presence = %d %s, want bob alone", res.status, res.body)
+	}
+}
+
+// TestGoClientPresence: the Go subscriber is a member of its presence
+// channels over the WebSocket and over SSE, keeps their members (Members)
+// and reports every change (OnPresence).
+func TestGoClientPresence(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	changes := make(chan client.PresenceChange, 16)
+	subscribe := func(user string, transport client.Transport, onPresence func(client.PresenceChange)) *client.Subscription {
+		s, err := client.Subscribe(t.Context(), client.SubscribeOptions{
+			URL: in.url, Channels: []string{"presence-room"}, Transports: []client.Transport{transport},
+			Token:      func(context.Context) (string, error) { return presenceToken(t, c, user), nil },
+			OnPresence: onPresence,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	waitMembers := func(s *client.Subscription, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ms, _ := s.Members("presence-room")
+			var ids []string
+			for _, m := range ms {
+				ids = append(ids, m.ID)
+			}
+			if strings.Join(ids, ",") == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("members %v after 10 s, want %s", ids, want)
+			}
+		}
+	}
+	ada := subscribe("ada", client.WebSocket, func(p client.PresenceChange) { changes <- p })
+	waitMembers(ada, "ada")
+	bob := subscribe("bob", client.SSE, nil)
+	waitMembers(bob, "ada,bob")
+	waitMembers(ada, "ada,bob")
+	if ms, _ := ada.Members("presence-room"); string(ms[1].Info) != `{"name":"bob"}` {
+		t.Errorf("bob's info as Ada sees it: %s", ms[1].Info)
+	}
+	bob.Close()
+	waitMembers(ada, "ada")
+	var kinds []string
+	for len(kinds) < 3 {
+		select {
+		case p := <-changes:
+			kinds = append(kinds, p.Kind+" "+p.Member.ID)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("OnPresence got %v, want the members, bob joining and leaving", kinds)
+		}
+	}
+	if strings.Join(kinds, ",") != "presence ,member_added bob,member_removed bob" {
+		t.Errorf("OnPresence got %v", kinds)
+	}
+	if _, ok := subscribe("cleo", client.Polling, nil).Members("presence-room"); ok {
+		t.Error("a polling subscriber reports members; it is none")
 	}
 }
