@@ -158,6 +158,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			// Client events from SSE and long-poll clients, at CLIENT_EVENT_RATE
 			// per connection as over the Pusher protocol.
 			r.With(withDeadline(apiDeadline), jwtOnly, active).Post("/publish", realtime.HandleClientPublish(log, s.clientEvents))
+			r.With(withDeadline(apiDeadline), jwtOnly, active).Get("/presence", presence.HandleSubscriberMembers(log, s.presence))
 			// A stream's setup waits on the database as long as an API
 			// request may; the stream itself has no deadline.
 			connect := web.WithConnectDeadline(apiDeadline)

@@ -255,6 +255,20 @@ func TestNativeWebSocketRefusals(t *testing.T) {
 			auth(s)
 			_ = s.ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"publish","data":"`+strings.Repeat("x", 100<<10)+`"}`))
 		}, websocket.CloseMessageTooBig},
+		{"fragments that never end", func(s *nativeWS) {
+			auth(s)
+			w, err := s.ws.NextWriter(websocket.TextMessage)
+			if err != nil {
+				return
+			}
+			chunk := []byte(strings.Repeat("x", 4096))
+			for range int(cfg.WS.MaxMessage)/len(chunk) + 2 {
+				if _, err := w.Write(chunk); err != nil {
+					return // the server closed: expected
+				}
+			}
+		}, websocket.CloseMessageTooBig},
+		{"JSON without an op", func(s *nativeWS) { auth(s); _ = s.ws.WriteMessage(websocket.TextMessage, []byte(`{"channels":["feed"]}`)) }, websocket.CloseInvalidFramePayloadData},
 	} {
 		s := dialWS(t, in, "")
 		tc.run(s)
@@ -287,6 +301,24 @@ func TestNativeWebSocketRefusals(t *testing.T) {
 	}
 	s.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}})
 	s.expect("subscribed")
+	// A flood of subscribes is held to the rate, never a crash; the
+	// connection goes on.
+	limited := 0
+	for range 30 {
+		s.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}})
+	}
+	for range 30 {
+		if m := s.next(); m["op"] == "error" && m["code"] == "rate_limited" {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("30 subscribes at once were all answered; want rate_limited beyond the burst")
+	}
+	s.send(map[string]any{"op": "ping", "ref": "after"})
+	if m := s.expect("pong"); m["ref"] != "after" {
+		t.Fatalf("after the flood: %v", m)
+	}
 	if n := pgtest.Count(t, pool, `SELECT count(*) FROM events`) - before; n != 0 {
 		t.Errorf("refused messages stored %d events", n)
 	}
@@ -427,6 +459,19 @@ func TestSSEPresence(t *testing.T) {
 	if m := nextSystem(t, ada, "member_added"); fmt.Sprint(m["member"]) != "map[id:bob info:map[name:bob]]" {
 		t.Fatalf("Ada's member_added = %v, want bob", m)
 	}
+	// A subscriber that is no member (a long-poller) reads them with its token.
+	cleo := presenceToken(t, c, "cleo")
+	if res := in.do("GET", "/api/realtime/presence?channel=presence-room", cleo, ""); res.status != 200 ||
+		!strings.Contains(string(res.body), `{"id":"ada","info":{"name":"ada"}},{"id":"bob","info":{"name":"bob"}}`) {
+		t.Fatalf("GET /api/realtime/presence = %d %s, want ada and bob", res.status, res.body)
+	}
+	noGrant, err := c.MintToken(t.Context(), "dan", []string{"feed"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProblem(t, "presence without the channel's grant", in.do("GET", "/api/realtime/presence?channel=presence-room", noGrant.Token, ""), 403)
+	checkProblem(t, "presence of a channel that is not one", in.do("GET", "/api/realtime/presence?channel=feed", noGrant.Token, ""), 400)
+	checkProblem(t, "presence without a token", in.do("GET", "/api/realtime/presence?channel=presence-room", "", ""), 401)
 	ada.close()
 	if got := bob.member("member_removed"); got != "ada" {
 		t.Fatalf("Bob was told of %q leaving, want ada", got)
