@@ -268,7 +268,10 @@ func TestNativeWebSocketRefusals(t *testing.T) {
 				}
 			}
 		}, websocket.CloseMessageTooBig},
-		{"JSON without an op", func(s *nativeWS) { auth(s); _ = s.ws.WriteMessage(websocket.TextMessage, []byte(`{"channels":["feed"]}`)) }, websocket.CloseInvalidFramePayloadData},
+		{"JSON without an op", func(s *nativeWS) {
+			auth(s)
+			_ = s.ws.WriteMessage(websocket.TextMessage, []byte(`{"channels":["feed"]}`))
+		}, websocket.CloseInvalidFramePayloadData},
 	} {
 		s := dialWS(t, in, "")
 		tc.run(s)
