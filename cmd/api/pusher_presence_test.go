@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hybridrt/hybridrt/client"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
 	"github.com/hybridrt/hybridrt/internal/presence"
 )
@@ -90,9 +92,10 @@ func TestPresenceAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestPresenceInstanceKilled: an instance SIGKILLed while it holds members:
-// they are gone everywhere within 30 s, member_removed sent once each, and
-// a user also connected elsewhere stays.
+// TestPresenceInstanceKilled: an instance SIGKILLed while it holds members
+// of every door (Pusher, hybridrt's WebSocket, SSE): they are gone
+// everywhere within 30 s, member_removed sent once each, and a user also
+// connected elsewhere stays.
 func TestPresenceInstanceKilled(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewURL(t, true)
@@ -112,7 +115,22 @@ func TestPresenceInstanceKilled(t *testing.T) {
 		c.joinPresence(key, secret, "presence-room", u)
 		doomed = append(doomed, c)
 	}
-	for range 2 { // x and y; "both" was already a member
+	// Members of the other doors on the doomed instance: hybridrt's own
+	// WebSocket and an SSE stream.
+	c := client.New(pa.url, acme.APIKey)
+	z := dialWSURL(t, pb.url, "")
+	z.send(map[string]any{"op": "auth", "token": presenceToken(t, c, "z")})
+	z.expect("ready")
+	z.send(map[string]any{"op": "subscribe", "channels": []string{"presence-room"}})
+	z.expect("subscribed")
+	sctx, stopSSE := context.WithCancel(context.Background())
+	defer stopSSE()
+	req, _ := http.NewRequestWithContext(sctx, "GET", pb.url+"/api/realtime/sse?channels=presence-room", nil)
+	req.Header.Set("Authorization", "Bearer "+presenceToken(t, c, "s"))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("SSE member on the doomed instance: %v %v", res, err)
+	}
+	for range 4 { // x, y, z and s; "both" was already a member
 		watcher.memberEvent("pusher_internal:member_added")
 	}
 	watcher.quiet(300 * time.Millisecond)
@@ -120,7 +138,7 @@ func TestPresenceInstanceKilled(t *testing.T) {
 	pb.kill()
 	killed := time.Now()
 	gone := map[string]bool{}
-	for len(gone) < 2 {
+	for len(gone) < 4 {
 		u := watcher.memberEvent("pusher_internal:member_removed")
 		if gone[u] {
 			t.Errorf("member_removed for %s twice", u)
@@ -130,8 +148,8 @@ func TestPresenceInstanceKilled(t *testing.T) {
 	if took := time.Since(killed); took > 30*time.Second {
 		t.Errorf("the killed instance's members went after %v, want within 30 s", took)
 	}
-	if !gone["x"] || !gone["y"] {
-		t.Errorf("removed %v, want x and y", gone)
+	if !gone["x"] || !gone["y"] || !gone["z"] || !gone["s"] {
+		t.Errorf("removed %v, want x, y, z and s", gone)
 	}
 	watcher.quiet(time.Second) // not "both": it is still on the survivor
 

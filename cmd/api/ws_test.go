@@ -26,8 +26,14 @@ type nativeWS struct {
 // offering the subprotocol.
 func dialWS(t *testing.T, in *instance, query string) *nativeWS {
 	t.Helper()
+	return dialWSURL(t, in.url, query)
+}
+
+// dialWSURL is dialWS to the server at base.
+func dialWSURL(t *testing.T, base, query string) *nativeWS {
+	t.Helper()
 	d := websocket.Dialer{Subprotocols: []string{hybridws.Subprotocol}, HandshakeTimeout: 5 * time.Second}
-	ws, res, err := d.Dial("ws"+strings.TrimPrefix(in.url, "http")+"/api/realtime/ws"+query, nil)
+	ws, res, err := d.Dial("ws"+strings.TrimPrefix(base, "http")+"/api/realtime/ws"+query, nil)
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, res)
 	}
