@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/hybridws"
+	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/web"
@@ -41,6 +42,7 @@ type Config struct {
 	NotifyQueue            realtime.QueueWatch
 	Pusher                 pusher.Config   // the Pusher-protocol WebSocket door
 	WS                     hybridws.Config // hybridrt's own WebSocket protocol
+	PresenceMaxMembers     int             // distinct users in one presence channel
 }
 
 // loadConfig reads and checks the environment. It reports every problem at
@@ -176,6 +178,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	cfg.WS = hybridws.DefaultConfig
 	cfg.Pusher.ActivityTimeout = duration("WS_ACTIVITY_TIMEOUT", cfg.Pusher.ActivityTimeout, time.Second)
 	cfg.Pusher.ClientEventRate = number("CLIENT_EVENT_RATE", cfg.Pusher.ClientEventRate, 1)
+	cfg.PresenceMaxMembers = number("PRESENCE_MAX_MEMBERS", presence.DefaultMaxMembers, 1)
 
 	if len(problems) > 0 {
 		return Config{}, errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))

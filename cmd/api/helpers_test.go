@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hybridrt/hybridrt/internal/hybridws"
+	"github.com/hybridrt/hybridrt/internal/presence"
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 )
@@ -55,6 +56,7 @@ func testConfig() Config {
 		PublishRate:            5000,
 		Pusher:                 pusher.DefaultConfig,
 		WS:                     hybridws.DefaultConfig,
+		PresenceMaxMembers:     presence.DefaultMaxMembers,
 	}
 }
 

@@ -45,6 +45,9 @@ func TestLoadConfig(t *testing.T) {
 		{"pprof for the operator", map[string]string{"PPROF": "on", "OPERATOR_TOKEN": strings.Repeat("o", 24)}, nil, func(c Config) bool { return c.Pprof }},
 		{"pprof without operator token", map[string]string{"PPROF": "on"}, []string{"PPROF=on needs OPERATOR_TOKEN"}, nil},
 		{"bad pprof", map[string]string{"PPROF": "yes"}, []string{"PPROF=\"yes\" is not on or off"}, nil},
+		{"presence members by default", map[string]string{}, nil, func(c Config) bool { return c.PresenceMaxMembers == 100 }},
+		{"more presence members", map[string]string{"PRESENCE_MAX_MEMBERS": "1000"}, nil, func(c Config) bool { return c.PresenceMaxMembers == 1000 }},
+		{"no presence members", map[string]string{"PRESENCE_MAX_MEMBERS": "0"}, []string{"PRESENCE_MAX_MEMBERS=\"0\""}, nil},
 		{"short operator token", map[string]string{"OPERATOR_TOKEN": "short"}, []string{"OPERATOR_TOKEN is shorter"}, nil},
 		{"tls", testCertEnv(t, "a.crt", "a.key"), nil, func(c Config) bool {
 			return c.TLSCertificate != nil && c.TLSCertificate.Leaf != nil && c.TLSCertificate.Leaf.Subject.CommonName == "hybridrt test a" &&

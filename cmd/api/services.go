@@ -74,6 +74,7 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		shared:   shared,
 	}
 	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
+	s.presence.MaxMembers = cfg.PresenceMaxMembers
 	s.clientEvents = &realtime.ClientEvents{
 		Publisher: s.pub, Limits: s.limits, Settings: quotas.Settings,
 		PerConnection: web.NewBuckets[string](rate.Limit(cfg.Pusher.ClientEventRate), cfg.Pusher.ClientEventRate),

@@ -35,7 +35,7 @@ func (c *conn) join(ctx context.Context, sub auth.Subscriber, name string) (*pre
 	c.mu.Unlock()
 	version, err := c.d.Presence.Join(ctx, tenantID, name, connID, member)
 	if errors.Is(err, presence.ErrFull) {
-		return nil, "presence_full", fmt.Sprintf("the presence channel %q has the most members it may have (%d)", name, presence.MaxMembers)
+		return nil, "presence_full", fmt.Sprintf("the presence channel %q has the most members it may have (%d)", name, c.d.Presence.MaxMembers)
 	}
 	if err != nil {
 		return nil, "unavailable", "the service is unavailable; subscribe again"

@@ -9,7 +9,7 @@
 //
 //	door: subscribe ─► Join(tenant, channel, conn, member)
 //	        one transaction, under the presence_channels row's lock:
-//	          new user?  refuse past MaxMembers; INSERT presence_members (one row per connection)
+//	          new user?  refuse past Registry.MaxMembers; INSERT presence_members (one row per connection)
 //	          new user ─► version+1, pg_notify(hybridrt_presence, {t, c, v, added, user, info})
 //	      ─► Watch(atLeast = that version) ─► the members, then every change after them
 //	door: unsubscribe / close ─► Watcher.Stop, Leave ─► its user's last row gone? version+1, notify

@@ -20,13 +20,14 @@ const NotifyChannel = "hybridrt_presence"
 
 // Limits (DESIGN: Pusher's).
 const (
-	MaxMembers  = 100  // distinct users in one presence channel
-	MaxInfoSize = 1024 // bytes of one member's info, encoded
-	MaxUserID   = 200  // bytes of a user id
+	DefaultMaxMembers = 100  // distinct users in one presence channel, unless Registry.MaxMembers says otherwise
+	MaxInfoSize       = 1024 // bytes of one member's info, encoded
+	MaxUserID         = 200  // bytes of a user id
 )
 
 var (
 	// ErrFull is a join of a new user into a channel that has MaxMembers.
+	// Doors say the limit with Registry.MaxMembers.
 	ErrFull = errors.New("presence: the channel has the most members it may have")
 	// ErrInvalidMember is a user id or info outside the limits.
 	ErrInvalidMember = errors.New("presence: invalid member")
@@ -51,6 +52,10 @@ type Change struct {
 // instance and every door, and tells each local watcher of a channel about
 // every join and leave, in order, exactly once.
 type Registry struct {
+	// MaxMembers is the most distinct users one presence channel may have
+	// (PRESENCE_MAX_MEMBERS; Pusher's 100 by default). Set it before use.
+	MaxMembers int
+
 	pool       *pgxpool.Pool
 	instanceID string
 
@@ -101,7 +106,8 @@ func NewRegistry(pool *pgxpool.Pool, instanceID string) *Registry {
 	return &Registry{
 		pool: pool, instanceID: instanceID,
 		notes: make(chan note, 4096), reload: make(chan struct{}, 1),
-		views: map[key]*view{},
+		views:      map[key]*view{},
+		MaxMembers: DefaultMaxMembers,
 	}
 }
 
@@ -169,7 +175,7 @@ func (p *Registry) Join(ctx context.Context, tenantID tenant.ID, channel, connID
 			tenantID, channel, m.UserID).Scan(&present, &users); err != nil {
 			return err
 		}
-		if !present && users >= MaxMembers {
+		if !present && users >= p.MaxMembers {
 			return ErrFull
 		}
 		if _, err := tx.Exec(ctx, `

@@ -24,7 +24,7 @@ func (p *Registry) ForStreams() realtime.PresenceJoin {
 		version, err := p.Join(ctx, c.TenantID, channel, c.ID, m)
 		if errors.Is(err, ErrFull) {
 			return nil, web.NewProblem(http.StatusForbidden, "presence_full",
-				fmt.Sprintf("the presence channel %q has the most members it may have (%d)", channel, MaxMembers))
+				fmt.Sprintf("the presence channel %q has the most members it may have (%d)", channel, p.MaxMembers))
 		}
 		if err != nil {
 			return nil, web.Unavailable(err)

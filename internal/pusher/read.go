@@ -170,7 +170,7 @@ func (c *conn) subscribe(ctx context.Context, name, auth, channelData string) {
 		}
 		version, err := c.d.Presence.Join(ctx, c.tenantID, name, c.socketID, member)
 		if errors.Is(err, presence.ErrFull) {
-			fail(http.StatusForbidden, fmt.Sprintf("The presence channel is full: at most %d members", presence.MaxMembers))
+			fail(http.StatusForbidden, fmt.Sprintf("The presence channel is full: at most %d members", c.d.Presence.MaxMembers))
 			return
 		}
 		if err != nil {
