@@ -87,6 +87,7 @@ type Event struct {
 	Type    string          `json:"type"`
 	Data    json.RawMessage `json:"data"`
 	Time    time.Time       `json:"time"`
+	User    string          `json:"user,omitempty"` // a client event's sender
 }
 
 // EventInput is an event to publish: on Channel, or on each of Channels.

@@ -109,6 +109,10 @@ func TestClientPublish(t *testing.T) {
 		if got[0].ID != want || got[0].Type != "client-typing" || got[1].Type != "message" {
 			t.Errorf("%s got %s %s, then %s %s; want the other's client event %s, then the message", who, got[0].ID, got[0].Type, got[1].ID, got[1].Type, want)
 		}
+		sender := map[string]string{"bob": "ada", "ada": "bob"}[who]
+		if got[0].User != sender || got[1].User != "" {
+			t.Errorf("%s got senders %q and %q; want %q for the client event, none for the backend's", who, got[0].User, got[1].User, sender)
+		}
 	}
 
 	// At most CLIENT_EVENT_RATE (10) a second per connection, with a burst

@@ -39,8 +39,9 @@ type Event struct {
 	// Origin is the connection that sent a client event (or the socket a
 	// Pusher trigger excluded): live delivery skips it. Not in the envelope.
 	Origin string
-	// Sender is the user who sent a client event on a presence channel,
-	// which Pusher clients get as user_id. Not in the envelope.
+	// Sender is the user who sent a client event: the token's sub over
+	// hybridrt's own transports, the signed-in user_id on a Pusher presence
+	// channel. In the envelope as "user", and Pusher clients get it as user_id.
 	Sender string
 
 	Envelope []byte // the JSON envelope, on one line
@@ -166,7 +167,14 @@ func (e *Event) encode() {
 	dataStart := b.Len()
 	b.Write(e.Data)
 	dataEnd := b.Len()
-	b.WriteString(`,"time":"` + e.Time.UTC().Format(timeLayout) + `"}`)
+	b.WriteString(`,"time":"` + e.Time.UTC().Format(timeLayout) + `"`)
+	if e.Sender != "" {
+		// A client event's sender, as its token says: who is typing
+		// cannot be forged in the data.
+		b.WriteString(`,"user":`)
+		writeJSONString(&b, e.Sender)
+	}
+	b.WriteString(`}`)
 	end := b.Len()
 	// Channel and type hold no CR or LF (channel.Valid, ValidType), and the
 	// envelope is compact JSON, whose strings escape them: the frame's
