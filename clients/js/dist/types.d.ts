@@ -13,6 +13,8 @@ export interface HybridEvent<T = unknown> {
     type: string;
     data: T;
     time: string;
+    /** Who sent a client event (`client-…`): the sender's token's `sub`. Absent on the backend's events. */
+    user?: string;
 }
 /** A handler of one event type, or of every type under the key `'*'`. */
 export type EventHandler = (event: HybridEvent) => void;
