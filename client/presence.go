@@ -24,9 +24,9 @@ type PresenceChange struct {
 }
 
 // Members returns the members of a presence channel of the subscription as
-// it last heard them, ordered by id, and whether it has heard them: over
-// the WebSocket and SSE the subscription is a member itself; long-polling
-// subscribers are not members and hear nothing.
+// it last heard them, ordered by id, and whether it has heard them. The
+// subscription is a member itself, over every transport; over long-polling
+// it hears the members with each poll's answer.
 func (s *Subscription) Members(channel string) ([]Member, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,10 +80,27 @@ func (s *Subscription) presence(op string, raw []byte) {
 	}
 }
 
-// forgetPresence drops what the subscription knew of its presence
-// channels, when it moves to polling, whose requests are no members.
-func (s *Subscription) forgetPresence() {
+// presenceSnapshot takes in the members a poll answered: the first time as
+// the channel's members, after that as the joins and leaves since the last.
+func (s *Subscription) presenceSnapshot(channel string, members []Member) {
 	s.mu.Lock()
-	s.members = nil
+	before, known := s.members[channel]
 	s.mu.Unlock()
+	raw := func(v any) []byte { b, _ := json.Marshal(v); return b }
+	if !known {
+		s.presence("presence", raw(map[string]any{"channel": channel, "members": members}))
+		return
+	}
+	now := make(map[string]bool, len(members))
+	for _, m := range members {
+		now[m.ID] = true
+		if _, ok := before[m.ID]; !ok {
+			s.presence("member_added", raw(map[string]any{"channel": channel, "member": m}))
+		}
+	}
+	for id := range before {
+		if !now[id] {
+			s.presence("member_removed", raw(map[string]any{"channel": channel, "member": Member{ID: id}}))
+		}
+	}
 }

@@ -325,7 +325,6 @@ func (s *Subscription) run(ctx context.Context) {
 		case SSE:
 			opened, err = s.streamSSE(ctx)
 		default:
-			s.forgetPresence()
 			err = s.poll(ctx)
 			if err == nil {
 				backoff = 250 * time.Millisecond
@@ -530,9 +529,10 @@ func (s *Subscription) poll(ctx context.Context) error {
 		q.Set("cursor", c)
 	}
 	var out struct {
-		Events []Event `json:"events"`
-		Cursor string  `json:"cursor"`
-		Resync bool    `json:"resync"`
+		Events   []Event             `json:"events"`
+		Cursor   string              `json:"cursor"`
+		Resync   bool                `json:"resync"`
+		Presence map[string][]Member `json:"presence"`
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PollTimeout+10*time.Second)
 	defer cancel()
@@ -545,6 +545,9 @@ func (s *Subscription) poll(ctx context.Context) error {
 		return err
 	}
 	s.setState(true, Polling, "", nil)
+	for ch, members := range out.Presence {
+		s.presenceSnapshot(ch, members)
+	}
 	if out.Resync && !s.deliver(ctx, Event{Type: "resync"}) {
 		return ctx.Err()
 	}

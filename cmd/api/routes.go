@@ -163,7 +163,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			// request may; the stream itself has no deadline.
 			connect := web.WithConnectDeadline(apiDeadline)
 			r.With(connect, auth.RequireSubscriber(log, s.verifier, s.tickets, true), active).Get("/sse", realtime.HandleSSE(log, s.hub, s.registry, s.verifier, s.limits, s.presence.ForStreams()))
-			r.With(connect, jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits))
+			r.With(connect, jwtOnly, active).Get("/polling", realtime.HandlePoll(log, s.hub, s.registry, s.limits, s.presence.ForPolls()))
 			// hybridrt's own WebSocket protocol: it authenticates for itself,
 			// with a ticket or with the token in its first message.
 			r.With(connect).Get("/ws", s.ws.ServeHTTP)

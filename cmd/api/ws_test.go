@@ -492,18 +492,26 @@ func TestSSEPresence(t *testing.T) {
 }
 
 // TestGoClientPresence: the Go subscriber is a member of its presence
-// channels over the WebSocket and over SSE, keeps their members (Members)
-// and reports every change (OnPresence).
+// channels over the WebSocket, SSE and long-polling, keeps their members
+// (Members) and reports every change (OnPresence). A long-poller that stops
+// polling is removed once its time passes.
 func TestGoClientPresence(t *testing.T) {
 	t.Parallel()
-	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	cfg := testConfig()
+	cfg.Stream.PollPresenceGrace = time.Second
+	in := newInstance(t, pgtest.NewDB(t), cfg)
 	acme := in.signup("Acme")
 	c := client.New(in.url, acme.APIKey)
 	changes := make(chan client.PresenceChange, 16)
 	subscribe := func(user string, transport client.Transport, onPresence func(client.PresenceChange)) *client.Subscription {
 		s, err := client.Subscribe(t.Context(), client.SubscribeOptions{
-			URL: in.url, Channels: []string{"presence-room"}, Transports: []client.Transport{transport},
-			Token:      func(context.Context) (string, error) { return presenceToken(t, c, user), nil },
+			URL: in.url, Channels: []string{"presence-room"}, Transports: []client.Transport{transport}, PollTimeout: time.Second,
+			Token: func(ctx context.Context) (string, error) {
+				// Not presenceToken: this runs on the subscription's goroutine,
+				// which may outlive the test's context by a moment.
+				tok, err := c.Mint(ctx, client.TokenRequest{Sub: user, Channels: []string{"presence-*"}, Info: json.RawMessage(`{"name":"` + user + `"}`)})
+				return tok.Token, err
+			},
 			OnPresence: onPresence,
 		})
 		if err != nil {
@@ -514,7 +522,7 @@ func TestGoClientPresence(t *testing.T) {
 	}
 	waitMembers := func(s *client.Subscription, want string) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			ms, _ := s.Members("presence-room")
 			var ids []string
 			for _, m := range ms {
@@ -524,7 +532,7 @@ func TestGoClientPresence(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("members %v after 10 s, want %s", ids, want)
+				t.Fatalf("members %v after 15 s, want %s", ids, want)
 			}
 		}
 	}
@@ -550,7 +558,14 @@ func TestGoClientPresence(t *testing.T) {
 	if strings.Join(kinds, ",") != "presence ,member_added bob,member_removed bob" {
 		t.Errorf("OnPresence got %v", kinds)
 	}
-	if _, ok := subscribe("cleo", client.Polling, nil).Members("presence-room"); ok {
-		t.Error("a polling subscriber reports members; it is none")
-	}
+	// A long-poller is a member while it polls, and hears the others.
+	cleo := subscribe("cleo", client.Polling, nil)
+	waitMembers(cleo, "ada,cleo")
+	waitMembers(ada, "ada,cleo")
+	time.Sleep(2500 * time.Millisecond) // past a poll's hold and grace: its polls keep it
+	waitMembers(ada, "ada,cleo")
+	cleo.Close()
+	stopped := time.Now()
+	waitMembers(ada, "ada")
+	t.Logf("the long-poller was removed %v after its last poll", time.Since(stopped).Round(100*time.Millisecond))
 }

@@ -1,9 +1,12 @@
 // Package presence keeps who is in each presence channel, shared by every
 // instance and every door: a user with any number of connections, on any
 // instances and transports, is one member until its last connection leaves.
-// Doors (internal/pusher, internal/hybridws, and the core's SSE streams
-// through ForStreams) join and leave for their connections and watch a channel for its
-// changes; the core never imports this package.
+// Doors (internal/pusher, internal/hybridws, and the core's SSE streams and
+// long-polls through ForStreams and ForPolls) join and leave for their
+// connections and watch a channel for its changes; the core never imports
+// this package. A long-poller holds no connection: its row lives until an
+// expires_at that each poll pushes forward (JoinUntil), and any instance
+// sweeps it when that passes.
 //
 // # Data flow
 //
@@ -18,7 +21,8 @@
 //	           ─► Registry.Run applies changes to the view of each channel watched here,
 //	              in version order, and calls every watcher of that view
 //	version skipped, or listener reconnected ─► read the members again, tell watchers the difference
-//	every 5 s, any instance ─► sweep rows of instances that stopped beating (20 s): removed, notified
+//	every 5 s, any instance ─► sweep rows of instances that stopped beating (20 s), and
+//	                           long-pollers' rows past expires_at: removed, notified
 //
 // # Why a version
 //

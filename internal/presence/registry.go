@@ -158,11 +158,24 @@ func CheckMember(m Member) error {
 // returns the channel's version after it: pass it to Watch. A user already
 // in the channel through another connection is not announced again.
 func (p *Registry) Join(ctx context.Context, tenantID tenant.ID, channel, connID string, m Member) (int64, error) {
+	version, _, err := p.join(ctx, tenantID, channel, connID, m, nil)
+	return version, err
+}
+
+// JoinUntil is Join for a member that no connection holds (a long-poller,
+// connID its own id): it stays until until, whichever instance answers its
+// requests, and joining again pushes that forward. It reports whether
+// connID was not in the channel before.
+func (p *Registry) JoinUntil(ctx context.Context, tenantID tenant.ID, channel, connID string, m Member, until time.Time) (bool, error) {
+	_, fresh, err := p.join(ctx, tenantID, channel, connID, m, &until)
+	return fresh, err
+}
+
+func (p *Registry) join(ctx context.Context, tenantID tenant.ID, channel, connID string, m Member, until *time.Time) (version int64, fresh bool, err error) {
 	if err := CheckMember(m); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var version int64
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		if version, err = lockChannel(ctx, tx, tenantID, channel); err != nil {
 			return err
@@ -178,11 +191,15 @@ func (p *Registry) Join(ctx context.Context, tenantID tenant.ID, channel, connID
 		if !present && users >= p.MaxMembers {
 			return ErrFull
 		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO presence_members (tenant_id, channel, conn_id, instance_id, user_id, user_info)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (tenant_id, channel, conn_id) DO NOTHING`,
-			tenantID, channel, connID, p.instanceID, m.UserID, nullJSON(m.Info)); err != nil {
+		// xmax is 0 in a row this statement inserted, not updated.
+		err = tx.QueryRow(ctx, `
+			INSERT INTO presence_members (tenant_id, channel, conn_id, instance_id, user_id, user_info, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (tenant_id, channel, conn_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+			 WHERE presence_members.expires_at IS NOT NULL
+			RETURNING xmax = 0`,
+			tenantID, channel, connID, p.instanceID, m.UserID, nullJSON(m.Info), until).Scan(&fresh)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) { // no row: a connection's, already there
 			return err
 		}
 		if present {
@@ -192,9 +209,9 @@ func (p *Registry) Join(ctx context.Context, tenantID tenant.ID, channel, connID
 		return announce(ctx, tx, note{Tenant: tenantID, Channel: channel, Version: version, Added: true, UserID: m.UserID, Info: m.Info})
 	})
 	if err != nil {
-		return 0, fmt.Errorf("presence: join %q: %w", channel, err)
+		return 0, false, fmt.Errorf("presence: join %q: %w", channel, err)
 	}
-	return version, nil
+	return version, fresh, nil
 }
 
 // Leave removes connection connID from tenantID's channel, and announces
@@ -280,7 +297,16 @@ func nullJSON(b json.RawMessage) any {
 	return string(b)
 }
 
-// Members returns tenantID's channel's members on live instances, ordered by user id.
+// alive is the SQL condition of a member row m that counts, with the
+// seconds after which an instance's silence means it is dead as $3: one
+// held by a connection of a live instance, or one whose time has not
+// passed (a long-poller's).
+// Never NULL, so that NOT alive is the rows to sweep.
+const alive = `(CASE WHEN m.expires_at IS NOT NULL THEN m.expires_at > now()
+	ELSE EXISTS (SELECT 1 FROM instances i WHERE i.id = m.instance_id AND i.heartbeat_at > now() - make_interval(secs => $3)) END)`
+
+// Members returns tenantID's channel's members on live instances (and the
+// long-pollers whose time has not passed), ordered by user id.
 func (p *Registry) Members(ctx context.Context, tenantID tenant.ID, channel string) ([]Member, error) {
 	members, _, err := readMembers(ctx, p.pool, tenantID, channel)
 	return members, err
@@ -302,8 +328,8 @@ func readMembers(ctx context.Context, pool *pgxpool.Pool, tenantID tenant.ID, ch
 		// instances not yet swept do not count.
 		rows, err := tx.Query(ctx, `
 			SELECT DISTINCT ON (m.user_id) m.user_id, coalesce(m.user_info::text, '')
-			  FROM presence_members m JOIN instances i ON i.id = m.instance_id
-			 WHERE m.tenant_id = $1 AND m.channel = $2 AND i.heartbeat_at > now() - make_interval(secs => $3)
+			  FROM presence_members m
+			 WHERE m.tenant_id = $1 AND m.channel = $2 AND `+alive+`
 			 ORDER BY m.user_id, m.joined_at`, tenantID, channel, realtime.InstanceDead.Seconds())
 		if err != nil {
 			return err
@@ -333,8 +359,8 @@ func readMembers(ctx context.Context, pool *pgxpool.Pool, tenantID tenant.ID, ch
 func (p *Registry) UserCounts(ctx context.Context, tenantID tenant.ID, prefix string) (map[string]int, error) {
 	rows, err := p.pool.Query(ctx, `
 		SELECT m.channel, count(DISTINCT m.user_id)
-		  FROM presence_members m JOIN instances i ON i.id = m.instance_id
-		 WHERE m.tenant_id = $1 AND starts_with(m.channel, $2) AND i.heartbeat_at > now() - make_interval(secs => $3)
+		  FROM presence_members m
+		 WHERE m.tenant_id = $1 AND starts_with(m.channel, $2) AND `+alive+`
 		 GROUP BY m.channel`, tenantID, prefix, realtime.InstanceDead.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("presence: count members: %w", err)

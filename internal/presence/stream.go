@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hybridrt/hybridrt/internal/realtime"
+	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
 
@@ -73,5 +75,35 @@ func (p *Registry) ForStreams() realtime.PresenceJoin {
 			w.Stop()
 			return p.Leave(ctx, c.TenantID, channel, c.ID)
 		}, nil
+	}
+}
+
+// ForPolls is presence for the realtime core's long-polls: a poller that
+// gives its own id is a member until its time passes (Registry.JoinUntil),
+// and every poll gets the members.
+func (p *Registry) ForPolls() realtime.PresencePoll {
+	return func(ctx context.Context, tenantID tenant.ID, subject, channel, connID string, info json.RawMessage, until time.Time) (json.RawMessage, bool, error) {
+		var joined bool
+		if connID != "" {
+			m := Member{UserID: subject, Info: info}
+			if err := CheckMember(m); err != nil {
+				return nil, false, web.NewProblem(http.StatusBadRequest, "invalid_member", err.Error())
+			}
+			var err error
+			joined, err = p.JoinUntil(ctx, tenantID, channel, connID, m, until)
+			if errors.Is(err, ErrFull) {
+				return nil, false, web.NewProblem(http.StatusForbidden, "presence_full",
+					fmt.Sprintf("the presence channel %q has the most members it may have (%d)", channel, p.MaxMembers))
+			}
+			if err != nil {
+				return nil, false, web.Unavailable(err)
+			}
+		}
+		members, err := p.Members(ctx, tenantID, channel)
+		if err != nil {
+			return nil, false, web.Unavailable(err)
+		}
+		b, err := json.Marshal(members)
+		return b, joined, err
 	}
 }

@@ -11,14 +11,16 @@ import (
 )
 
 // sweep removes the members that instances which stopped beating left
-// behind, and announces the users that had no other connection. Any live
+// behind, and the long-pollers whose time passed, and announces the users
+// that had no other connection. Any live
 // instance may sweep; two sweeping the same channel serialise on its lock,
 // and the second finds nothing left to do.
 func (p *Registry) sweep(ctx context.Context) error {
 	rows, err := p.pool.Query(ctx, `
 		SELECT DISTINCT m.tenant_id, m.channel FROM presence_members m
-		 WHERE NOT EXISTS (SELECT 1 FROM instances i
-		                    WHERE i.id = m.instance_id AND i.heartbeat_at > now() - make_interval(secs => $1))`,
+		 WHERE m.expires_at <= now()
+		    OR (m.expires_at IS NULL AND NOT EXISTS (SELECT 1 FROM instances i
+		                    WHERE i.id = m.instance_id AND i.heartbeat_at > now() - make_interval(secs => $1)))`,
 		realtime.InstanceDead.Seconds())
 	if err != nil {
 		return fmt.Errorf("presence: find members of dead instances: %w", err)
@@ -39,9 +41,7 @@ func (p *Registry) sweep(ctx context.Context) error {
 			}
 			rows, err := tx.Query(ctx, `
 				DELETE FROM presence_members m
-				 WHERE m.tenant_id = $1 AND m.channel = $2
-				   AND NOT EXISTS (SELECT 1 FROM instances i
-				                    WHERE i.id = m.instance_id AND i.heartbeat_at > now() - make_interval(secs => $3))
+				 WHERE m.tenant_id = $1 AND m.channel = $2 AND NOT `+alive+`
 				RETURNING m.user_id`, k.tenant, k.channel, realtime.InstanceDead.Seconds())
 			if err != nil {
 				return err

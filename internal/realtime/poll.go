@@ -1,6 +1,8 @@
 package realtime
 
 import (
+	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -21,11 +23,16 @@ const MaxPollTimeout = 30 * time.Second
 // 30). The returned cursor is an event id, interchangeable with SSE ids. A
 // poll held when the operator suspends its tenant ends with 403
 // tenant_suspended.
-func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.HandlerFunc {
+//
+// A poll of presence channels answers their members too (presence, which
+// may be nil); with connectionId the poller is one of them while it keeps
+// polling.
+func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits, presence PresencePoll) http.HandlerFunc {
 	type response struct {
-		Events []*Event `json:"events"`
-		Cursor string   `json:"cursor"`
-		Resync bool     `json:"resync,omitempty"` // events before cursor were lost to retention
+		Events   []*Event                   `json:"events"`
+		Cursor   string                     `json:"cursor"`
+		Resync   bool                       `json:"resync,omitempty"`   // events before cursor were lost to retention
+		Presence map[string]json.RawMessage `json:"presence,omitempty"` // members, by presence channel
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -55,6 +62,14 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 		if self != "" && !validConnectionID(self) {
 			web.Error(w, http.StatusBadRequest, "invalid_connection_id", `"connectionId" is c_ and up to 62 more characters, as the SDKs make it`)
 			return
+		}
+		members, joined, err := pollPresence(ctx, presence, s, self, time.Now().Add(timeout+lim.stream.PollPresenceGrace))
+		if err != nil {
+			web.Fail(w, r, log, err)
+			return
+		}
+		if joined { // a new member: the members now, without holding
+			timeout = 0
 		}
 		conn := newConn(r, s, "polling")
 		if err := reg.Add(ctx, conn, s.sub.Expires, lim.maxConnections); err != nil {
@@ -88,7 +103,7 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 				if evs == nil {
 					evs = []*Event{}
 				}
-				encodeEvents(w, http.StatusOK, response{Events: evs, Cursor: strconv.FormatInt(cursor, 10), Resync: s.resync})
+				encodeEvents(w, http.StatusOK, response{Events: evs, Cursor: strconv.FormatInt(cursor, 10), Resync: s.resync, Presence: members})
 				return
 			}
 			select {
@@ -102,8 +117,31 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits) http.
 				tenant.SuspendedProblem().Write(w)
 				return
 			}
-			encodeEvents(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10)})
+			encodeEvents(w, http.StatusOK, response{Events: []*Event{}, Cursor: strconv.FormatInt(cursor, 10), Presence: members})
 			return
 		}
 	}
+}
+
+// pollPresence makes the poller (self, when it gave one) a member of its
+// presence channels until until, and returns their members, read as the
+// poll starts.
+func pollPresence(ctx context.Context, presence PresencePoll, s subscription, self string, until time.Time) (out map[string]json.RawMessage, joined bool, err error) {
+	if presence == nil {
+		return nil, false, nil
+	}
+	for _, ch := range s.channels {
+		if !IsPresence(ch) {
+			continue
+		}
+		members, fresh, err := presence(ctx, s.sub.TenantID, s.sub.Subject, ch, self, s.sub.Info, until)
+		if err != nil {
+			return nil, false, err
+		}
+		if out == nil {
+			out = map[string]json.RawMessage{}
+		}
+		out[ch], joined = members, joined || fresh
+	}
+	return out, joined, nil
 }

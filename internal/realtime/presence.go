@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
 // PresenceJoin makes connection c a member of the presence channel, as its
@@ -17,6 +20,16 @@ import (
 // Package presence implements it (Registry.ForStreams): the core does not
 // import the doors and their stores, it is handed what they offer.
 type PresenceJoin func(ctx context.Context, c *Conn, channel string, info json.RawMessage, update func(op string, data []byte)) (leave func(context.Context) error, err error)
+
+// PresencePoll answers a long-poll of a presence channel: the members now,
+// as a JSON list. With connID (the id the client gives its polls) it first
+// makes the client a member, as its user with info, until until; each poll
+// pushes that forward, so a client that keeps polling stays one member and
+// one that stops is removed once until passes. joined reports that connID
+// was not a member before: the poll answers at once, so the client learns
+// the members without waiting for an event. Package presence implements it
+// (Registry.ForPolls).
+type PresencePoll func(ctx context.Context, tenantID tenant.ID, subject, channel, connID string, info json.RawMessage, until time.Time) (members json.RawMessage, joined bool, err error)
 
 // IsPresence reports a presence channel: its subscribers are its members.
 func IsPresence(channel string) bool { return strings.HasPrefix(channel, "presence-") }

@@ -19,6 +19,9 @@ type StreamConfig struct {
 	WriteTimeout time.Duration // a client that does not take a write within this is cut off
 	MaxChannels  int           // channels per subscription (DESIGN: 100)
 	Retry        time.Duration // the reconnection delay sent in the retry: field
+	// PollPresenceGrace is how long a long-poller stays a member of its
+	// presence channels after its poll's hold, for its next poll to come.
+	PollPresenceGrace time.Duration
 }
 
 // DefaultStreamConfig is DESIGN's defaults.
@@ -27,6 +30,8 @@ var DefaultStreamConfig = StreamConfig{
 	WriteTimeout: 10 * time.Second,
 	MaxChannels:  100,
 	Retry:        2 * time.Second,
+
+	PollPresenceGrace: 15 * time.Second,
 }
 
 // subscription is a checked subscribe request.
