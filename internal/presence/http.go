@@ -24,7 +24,7 @@ func HandleMembers(log *slog.Logger, reg *Registry) http.HandlerFunc {
 
 // HandleSubscriberMembers serves GET /api/realtime/presence?channel=
 // (subscriber token): the members of a presence channel the token may
-// subscribe to, for a client that is not one of them (a long-poller) or
+// subscribe to, for a client that is not subscribed to it, or
 // wants the list again.
 func HandleSubscriberMembers(log *slog.Logger, reg *Registry) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
