@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -25,31 +22,11 @@ var nativeEvent = []byte(`{"op":"event","event":{"id":"`)
 // subscriber stands (so a reconnect misses nothing, as over SSE) and reads
 // events until the connection ends.
 func (s *subscriber) nativeStream(ctx context.Context, onReady func()) error {
-	t := s.cfg.dialer.target
-	scheme := "ws"
-	if t.Scheme == "https" {
-		scheme = "wss"
-	}
-	d := websocket.Dialer{
-		NetDialContext:   s.cfg.dialer.dialTCP,
-		TLSClientConfig:  &tls.Config{ServerName: t.Hostname()},
-		HandshakeTimeout: 15 * time.Second,
-		ReadBufferSize:   s.cfg.bufSize,
-		WriteBufferPool:  &wsWriteBuffers,
-		Subprotocols:     []string{"hybridrt.v1"},
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ws, resp, err := d.DialContext(dctx, scheme+"://"+t.Host+nativePath, http.Header{"User-Agent": {"hybridrt-loadgen"}})
-	cancel()
+	ws, stop, err := s.dialWS(ctx, nativePath, "hybridrt.v1")
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			return &statusError{resp.StatusCode, string(bytes.TrimSpace(b))}
-		}
 		return err
 	}
 	defer ws.Close()
-	stop := context.AfterFunc(ctx, func() { ws.Close() })
 	defer stop()
 	ws.SetReadLimit(1 << 20)
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second)) // until subscribed

@@ -30,11 +30,10 @@ var (
 	pusherEvent = []byte(`{"event":"pusher`)
 )
 
-// pusherStream makes one WebSocket connection, subscribes to the channel
-// over the Pusher protocol and reads events until the connection ends. The
-// protocol has no resumption: events published while a subscriber
-// reconnects are missed, and counted as missing.
-func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
+// dialWS opens the subscriber's WebSocket to path, offering subprotocols,
+// and closes it when ctx ends (stop undoes that). A refused upgrade is a
+// *statusError with the server's answer.
+func (s *subscriber) dialWS(ctx context.Context, path string, subprotocols ...string) (ws *websocket.Conn, stop func() bool, err error) {
 	t := s.cfg.dialer.target
 	scheme := "ws"
 	if t.Scheme == "https" {
@@ -46,19 +45,31 @@ func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
 		HandshakeTimeout: 15 * time.Second,
 		ReadBufferSize:   s.cfg.bufSize,
 		WriteBufferPool:  &wsWriteBuffers,
+		Subprotocols:     subprotocols,
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ws, resp, err := d.DialContext(dctx, scheme+"://"+t.Host+s.cfg.path, http.Header{"User-Agent": {"hybridrt-loadgen"}})
+	ws, resp, err := d.DialContext(dctx, scheme+"://"+t.Host+path, http.Header{"User-Agent": {"hybridrt-loadgen"}})
 	cancel()
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			return &statusError{resp.StatusCode, string(bytes.TrimSpace(b))}
+			return nil, nil, &statusError{resp.StatusCode, string(bytes.TrimSpace(b))}
 		}
+		return nil, nil, err
+	}
+	return ws, context.AfterFunc(ctx, func() { ws.Close() }), nil
+}
+
+// pusherStream makes one WebSocket connection, subscribes to the channel
+// over the Pusher protocol and reads events until the connection ends. The
+// protocol has no resumption: events published while a subscriber
+// reconnects are missed, and counted as missing.
+func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
+	ws, stop, err := s.dialWS(ctx, s.cfg.path)
+	if err != nil {
 		return err
 	}
 	defer ws.Close()
-	stop := context.AfterFunc(ctx, func() { ws.Close() })
 	defer stop()
 	ws.SetReadLimit(1 << 20)
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second)) // until subscribed
