@@ -59,13 +59,19 @@ func (st *sseStream) joinPresence(ctx context.Context, join PresenceJoin, s subs
 func (st *sseStream) presenceUpdate(op string, data []byte) {
 	st.presenceMu.Lock()
 	st.presenceOut = append(st.presenceOut, systemFrame(op, "", json.RawMessage(data)))
+	st.presenceQueued.Store(true)
 	st.presenceMu.Unlock()
 	st.poke()
 }
 
-// takePresence returns, and clears, the presence messages queued.
+// takePresence returns, and clears, the presence messages queued. Every
+// step asks, so the common answer (none) takes no lock.
 func (st *sseStream) takePresence() [][]byte {
+	if !st.presenceQueued.Load() {
+		return nil
+	}
 	st.presenceMu.Lock()
+	st.presenceQueued.Store(false)
 	defer st.presenceMu.Unlock()
 	out := st.presenceOut
 	st.presenceOut = nil

@@ -188,9 +188,10 @@ type sseStream struct {
 	suspended atomic.Bool // the tenant was suspended
 	gone      atomic.Pointer[error]
 
-	presenceMu  sync.Mutex
-	presenceOut [][]byte                      // presence messages for the client
-	leaves      []func(context.Context) error // its presence memberships; the run's own once it runs
+	presenceMu     sync.Mutex
+	presenceOut    [][]byte                      // presence messages for the client
+	presenceQueued atomic.Bool                   // presenceOut is not empty
+	leaves         []func(context.Context) error // its presence memberships; the run's own once it runs
 
 	// The run's own.
 	cursor      int64
