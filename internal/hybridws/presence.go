@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/presence"
@@ -17,10 +16,6 @@ type presenceSub struct {
 	ready   bool              // the members were queued: changes may follow, under conn.mu
 	pending []presence.Change // changes that came before
 }
-
-// isPresence reports a presence channel: its subscribers are its members,
-// shared with the Pusher door's.
-func isPresence(name string) bool { return strings.HasPrefix(name, "presence-") }
 
 // join makes the connection a member of a presence channel as sub's user
 // (its sub, and its info claim), and watches the channel from there. It

@@ -179,7 +179,7 @@ func (c *conn) subscribe(ctx context.Context, m message) {
 		}
 	}
 	for _, name := range ch.channels {
-		if !isPresence(name) {
+		if !realtime.IsPresence(name) {
 			continue
 		}
 		ps, code, message := c.join(ctx, sub, name)

@@ -4,12 +4,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/channel"
+	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -40,7 +40,7 @@ func members(w http.ResponseWriter, r *http.Request, log *slog.Logger, reg *Regi
 		web.Error(w, http.StatusBadRequest, "invalid_channel", err.Error())
 		return
 	}
-	if !strings.HasPrefix(name, "presence-") {
+	if !realtime.IsPresence(name) {
 		web.Error(w, http.StatusBadRequest, "not_presence_channel",
 			"only presence channels have members: their names start with presence-")
 		return
