@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -203,6 +204,53 @@ func TestNativeWebSocket(t *testing.T) {
 	after := publish("chat:1", 1)
 	if got := a.events(1); got[0] != after[0] {
 		t.Fatalf("Ada got %v, want the backend's %v and never her own", got, after)
+	}
+}
+
+// TestNativeWebSocketCloseHandshake: a client that closes gets one close
+// frame back, echoing its code, and then the end of the connection. Two
+// (gorilla's own answer and the door's) are a protocol error that browsers
+// log as "Close received after close".
+func TestNativeWebSocketCloseHandshake(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, pgtest.NewDB(t), testConfig())
+	acme := in.signup("Acme")
+	tok, err := client.New(in.url, acme.APIKey).MintToken(t.Context(), "ada", []string{"feed"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dialWS(t, in, "")
+	a.send(map[string]any{"op": "auth", "token": tok.Token})
+	a.expect("ready")
+	a.send(map[string]any{"op": "subscribe", "channels": []string{"feed"}})
+	a.expect("subscribed")
+	if err := a.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	nc := a.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	raw, err := io.ReadAll(nc) // until the server ends the connection
+	if err != nil {
+		t.Fatalf("reading after the close: %v (%d bytes)", err, len(raw))
+	}
+	var closes []int
+	for len(raw) >= 2 {
+		op, n := raw[0]&0x0F, int(raw[1]&0x7F) // a server's frames are unmasked; these are short
+		if n > 125 || len(raw) < 2+n {
+			t.Fatalf("unexpected frame header % x", raw[:2])
+		}
+		if op != 0x8 {
+			t.Fatalf("a frame of opcode %d after the client's close", op)
+		}
+		code := 0
+		if n >= 2 {
+			code = int(raw[2])<<8 | int(raw[3])
+		}
+		closes = append(closes, code)
+		raw = raw[2+n:]
+	}
+	if len(closes) != 1 || closes[0] != websocket.CloseNormalClosure && closes[0] != websocket.CloseGoingAway {
+		t.Errorf("after the client's close the server sent close frames %v, want exactly one", closes)
 	}
 }
 

@@ -52,6 +52,11 @@ type Socket struct {
 func (s *Socket) Init(ws *websocket.Conn, writeTimeout time.Duration, step func() bool) {
 	fc := ws.NetConn().(*Conn)
 	s.WS, s.NC, s.Wire, s.writeTimeout = ws, fc.Conn, NewWriter(fc), writeTimeout
+	// gorilla answers a client's close frame itself unless told otherwise,
+	// and then the write step sends its own: two close frames, a protocol
+	// error browsers log ("Close received after close"). The write step's
+	// is the one.
+	ws.SetCloseHandler(func(int, string) error { return nil })
 	s.Ctx, s.cancel = context.WithCancel(context.Background())
 	s.lastRead.Store(time.Now().UnixNano())
 	s.Writer.Step = step
