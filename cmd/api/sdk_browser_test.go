@@ -25,8 +25,8 @@ import (
 
 // The SDK's tuning in these tests, short so that every switch takes seconds.
 const (
-	sdkOpenTimeout   = 1500 * time.Millisecond // sseOpenTimeoutMs
-	sdkRetryInterval = 2 * time.Second         // sseRetryIntervalMs
+	sdkOpenTimeout   = 1500 * time.Millisecond // openTimeoutMs
+	sdkRetryInterval = 2 * time.Second         // retryIntervalMs
 	sdkTestWait      = 60 * time.Second        // bounds each test
 )
 
@@ -316,15 +316,21 @@ type sdkOpts struct {
 	TTL           int      `json:"ttl"`           // of the tokens getToken gets, in seconds
 	Share         bool     `json:"share"`         // shareAcrossTabs
 	NoEventSource bool     `json:"noEventSource"` // delete window.EventSource first
+	Transports    []string `json:"transports"`    // the SDK's default (websocket, sse, polling) when nil
 }
+
+// sseFirst are the transports of the tests written before the SDK had a
+// WebSocket: what they prove of SSE and polling holds on their own.
+var sseFirst = []string{"sse", "polling"}
 
 // sdkStartJS imports the SDK from the page's origin (the proxy) and creates
 // a client that records, in window.__sdk, every event its handlers get, every
 // change of its state, and what it does on the wire: it wraps the page's
-// fetch and EventSource, which the SDK picks up by default, passing all on.
+// fetch, EventSource and WebSocket, which the SDK picks up by default,
+// passing all on.
 const sdkStartJS = `(async (o) => {
 	if (window.__sdk) throw new Error('a client runs in this page already');
-	const rec = window.__sdk = {events: [], typed: [], states: [], requests: [], sources: [], tokenCalls: 0, tokenErrors: []};
+	const rec = window.__sdk = {events: [], typed: [], states: [], requests: [], sources: [], sockets: [], tokenCalls: 0, tokenErrors: []};
 	if (o.noEventSource) {
 		delete window.EventSource;
 		if (typeof EventSource !== 'undefined') throw new Error('window.EventSource is still there');
@@ -354,6 +360,32 @@ const sdkStartJS = `(async (o) => {
 			}
 		};
 	}
+	if (window.WebSocket) {
+		const Real = window.WebSocket;
+		window.WebSocket = class extends Real {
+			constructor(url, protocols) {
+				super(url, protocols);
+				const s = {url: String(url), protocol: '', opens: 0, ready: [], subscribed: 0, renewed: 0, sent: [], closeCode: 0, at: Date.now()};
+				rec.sockets.push(s);
+				this.__rec = s;
+				this.addEventListener('open', () => { s.opens++; s.protocol = this.protocol; });
+				this.addEventListener('message', (e) => {
+					let m = {};
+					try { m = JSON.parse(e.data); } catch {}
+					if (m.op === 'ready') s.ready.push(m.connectionId);
+					if (m.op === 'subscribed') s.subscribed++;
+					if (m.op === 'token_renewed') s.renewed++;
+				});
+				this.addEventListener('close', (e) => { s.closeCode = e.code; });
+			}
+			send(data) {
+				let m = {};
+				try { m = JSON.parse(data); } catch {}
+				this.__rec.sent.push({op: String(m.op), cursor: m.cursor == null ? '' : String(m.cursor), at: Date.now()});
+				return super.send(data);
+			}
+		};
+	}
 	const m = await import('/sdk/hybrid-realtime.js');
 	const handlers = {'*': (e) => { rec.events.push({id: e.id, type: e.type, channel: e.channel, data: e.data}); }};
 	if (o.typed) handlers[o.typed] = (e) => { rec.typed.push(e.id); };
@@ -375,9 +407,10 @@ const sdkStartJS = `(async (o) => {
 			}
 		},
 		shareAcrossTabs: o.share,
-		sseOpenTimeoutMs: 1500,
-		sseFailuresBeforePolling: 2,
-		sseRetryIntervalMs: 2000,
+		transports: o.transports || undefined,
+		openTimeoutMs: 1500,
+		failuresBeforeFallback: 2,
+		retryIntervalMs: 2000,
 		pollTimeoutS: 2,
 		backoff: {initialMs: 100, maxMs: 1000},
 	});
@@ -443,12 +476,33 @@ type sdkSource struct {
 	At           float64  `json:"at"`
 }
 
+// sdkSocket is a WebSocket the SDK opened.
+type sdkSocket struct {
+	URL        string    `json:"url"`
+	Protocol   string    `json:"protocol"`   // the subprotocol the server chose
+	Opens      int       `json:"opens"`      // 1 once the upgrade went through
+	Ready      []string  `json:"ready"`      // the connection ids of its ready messages
+	Subscribed int       `json:"subscribed"` // subscribed messages
+	Renewed    int       `json:"renewed"`    // token_renewed messages
+	Sent       []sdkSent `json:"sent"`       // the messages the SDK sent
+	CloseCode  int       `json:"closeCode"`  // 0 while open
+	At         float64   `json:"at"`
+}
+
+// sdkSent is a message the SDK sent over a WebSocket.
+type sdkSent struct {
+	Op     string  `json:"op"`
+	Cursor string  `json:"cursor"`
+	At     float64 `json:"at"`
+}
+
 // sdkRecord is what the page recorded so far.
 type sdkRecord struct {
 	Events      []sdkEvent   `json:"events"`
 	Typed       []string     `json:"typed"`
 	States      []sdkState   `json:"states"`
 	Sources     []sdkSource  `json:"sources"`
+	Sockets     []sdkSocket  `json:"sockets"`
 	Requests    []sdkRequest `json:"requests"`
 	TokenCalls  int          `json:"tokenCalls"`
 	TokenErrors []string     `json:"tokenErrors"`
@@ -458,7 +512,7 @@ type sdkRecord struct {
 
 const sdkRecordJS = `(() => {
 	const r = window.__sdk, s = window.__client.state;
-	return {events: r.events, typed: r.typed, states: r.states, sources: r.sources, requests: r.requests,
+	return {events: r.events, typed: r.typed, states: r.states, sources: r.sources, sockets: r.sockets, requests: r.requests,
 		tokenCalls: r.tokenCalls, tokenErrors: r.tokenErrors, clock: Date.now(),
 		now: {method: s.activeMethod || '', connected: s.isConnected, role: s.role, cursor: s.cursor || '',
 			error: s.error ? String(s.error.message || s.error) : ''}};
@@ -492,6 +546,15 @@ func (r sdkRecord) describe() string {
 	for _, s := range r.Sources {
 		u := ticketParam.ReplaceAllString(s.URL, "ticket=…")
 		fmt.Fprintf(&b, "\t+%5.0f ms %s ready=%v opens=%d errors=%d tokenExpired=%d\n", s.At-t0, u, s.Ready, s.Opens, s.Errors, s.TokenExpired)
+	}
+	b.WriteString("WebSockets:\n")
+	for _, s := range r.Sockets {
+		var sent []string
+		for _, m := range s.Sent {
+			sent = append(sent, m.Op+m.Cursor)
+		}
+		fmt.Fprintf(&b, "\t+%5.0f ms %s protocol=%q opens=%d ready=%v subscribed=%d renewed=%d close=%d sent=%v\n",
+			s.At-t0, s.URL, s.Protocol, s.Opens, s.Ready, s.Subscribed, s.Renewed, s.CloseCode, sent)
 	}
 	b.WriteString("requests (the last 40):\n")
 	for _, q := range r.Requests[max(0, len(r.Requests)-40):] {
@@ -802,7 +865,7 @@ func TestBrowserSDKSSE(t *testing.T) {
 	tab := env.openSDKTab("the page", false)
 	tab.navigate(env.proxy.url + "/healthz")
 	types := []string{"chat.message", "note", "x:y-z_1"}
-	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600})
+	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600, Transports: sseFirst})
 	tab.wait("connected over SSE", 10*time.Second, live("sse"))
 
 	feed := env.newFeed([]string{"broadcast", "user:u1"}, types)
@@ -876,7 +939,7 @@ func TestBrowserSDKNoEventSource(t *testing.T) {
 	tab := env.openSDKTab("the page", false)
 	tab.navigate(env.proxy.url + "/healthz")
 	types := []string{"note", "chat.message"}
-	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600, NoEventSource: true})
+	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600, NoEventSource: true, Transports: sseFirst})
 	start := time.Now()
 	tab.wait("connected over polling", 10*time.Second, live("polling"))
 
@@ -931,7 +994,7 @@ func TestBrowserSDKFallbackAndBack(t *testing.T) {
 	tab := env.openSDKTab("the page", false)
 	tab.navigate(env.proxy.url + "/healthz")
 	types := []string{"item", "note"}
-	tab.start(sdkOpts{Channels: []string{"feed", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600})
+	tab.start(sdkOpts{Channels: []string{"feed", "user:u1"}, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600, Transports: sseFirst})
 	feed := env.newFeed([]string{"feed", "user:u1"}, types)
 	const gap = 20 * time.Millisecond // events overlap every switch
 
@@ -958,7 +1021,7 @@ func TestBrowserSDKFallbackAndBack(t *testing.T) {
 		t.Errorf("no SSE probe within %v of polling", sdkRetryInterval+time.Second)
 	}
 	feed.check("the page, on polling", r, types[0])
-	// reconnect() tries SSE first: it fails to open sseFailuresBeforePolling
+	// reconnect() tries SSE first: it fails to open failuresBeforeFallback
 	// (2) times in a row, and the client polls again.
 	at := r.Clock
 	sdkEval[bool](tab, `(window.__client.reconnect(), true)`)
@@ -1030,6 +1093,168 @@ func TestBrowserSDKFallbackAndBack(t *testing.T) {
 	tab.checkClean(false) // the refused and buffered streams are logged
 }
 
+// TestBrowserSDKWebSocketFirst: with its default transports the SDK connects
+// over hybridrt's WebSocket, and behind the misbehaving proxy it ends each
+// time on the best transport that works, events published all along:
+//
+//  1. the upgrade refused (a proxy without WebSocket support): SSE;
+//  2. the WebSocket back: the WebSocket again, within a retry interval;
+//  3. the upgrade accepted, then nothing passed (a proxy that drops the
+//     upgraded stream): SSE, after the open timeout, staying there while
+//     the WebSocket stays silent;
+//  4. the WebSocket blocked and SSE buffered: polling;
+//  5. everything back: the WebSocket.
+//
+// The ledger shows every event once, in order, after each switch.
+func TestBrowserSDKWebSocketFirst(t *testing.T) {
+	env := newSDKEnv(t)
+	tab := env.openSDKTab("the page", false)
+	tab.navigate(env.proxy.url + "/healthz")
+	types := []string{"item", "note"}
+	channels := []string{"feed", "user:u1"}
+	tab.start(sdkOpts{Channels: channels, EventTypes: types[1:], Typed: types[0], Cursor: sdkHead(env), TTL: 600})
+	feed := env.newFeed(channels, types)
+	const gap = 20 * time.Millisecond // events overlap every switch
+
+	r := tab.wait("connected over the WebSocket", 10*time.Second, live("websocket"))
+	if len(r.Sockets) != 1 || r.Sockets[0].Protocol != "hybridrt.v1" || len(r.Sources) != 0 {
+		t.Fatalf("want one WebSocket with subprotocol hybridrt.v1 and no event source:\n%s", r.describe())
+	}
+	if u := r.Sockets[0].URL; !strings.HasSuffix(strings.SplitN(u, "?", 2)[0], "/api/realtime/ws") || strings.Contains(u, "eyJ") {
+		t.Errorf("the WebSocket's URL is %s: want /api/realtime/ws, and never a token in it", u)
+	}
+	if sent := r.Sockets[0].Sent; len(sent) < 2 || sent[0].Op != "auth" || sent[1].Op != "subscribe" || sent[1].Cursor != *sdkHead(env) {
+		t.Errorf("the SDK sent %+v: want auth, then subscribe from the cursor it was given", sent)
+	}
+	env.waitConnections("one connection, over ws", 5*time.Second, func(c []sdkConn) bool { return len(c) == 1 && c[0].Transport == "ws" })
+	feed.publish(5)
+	r = feed.waitAll(tab, 10*time.Second)
+	feed.check("the page, on the WebSocket", r, types[0])
+
+	// switchTo waits, publishing, for the page to be live over method, and
+	// checks the ledger.
+	switchTo := func(what, method string, within time.Duration) (sdkRecord, time.Duration) {
+		t.Helper()
+		r, took := feed.publishUntil(tab, what, within, gap, live(method))
+		t.Logf("%s: on %s after %v", what, method, took.Round(time.Millisecond))
+		feed.publish(3)
+		r = feed.waitAll(tab, 10*time.Second)
+		feed.check("the page, "+what, r, types[0])
+		if t.Failed() {
+			t.Fatalf("the page:\n%s", r.describe())
+		}
+		return r, took
+	}
+	// stays checks that the page stays on method for d while events flow.
+	stays := func(what, method string, d time.Duration) {
+		t.Helper()
+		for _, r := range feed.publishFor(tab, d, gap) {
+			if r.Now.Method != method {
+				t.Fatalf("%s the client left %s:\n%s", what, method, r.describe())
+			}
+		}
+	}
+
+	// 1. The proxy refuses the upgrade, and the live socket drops.
+	env.proxy.blockWS.Store(true)
+	env.dropConnections()
+	r, _ = switchTo("WebSocket refused", "sse", 15*time.Second)
+	sockets := len(r.Sockets)
+	stays("while the WebSocket is refused", "sse", sdkRetryInterval+time.Second)
+	if r = tab.record(); len(r.Sockets) == sockets {
+		t.Errorf("no WebSocket probe within %v of SSE", sdkRetryInterval+time.Second)
+	}
+
+	// 2. The WebSocket works again: back on it within the retry interval.
+	env.proxy.blockWS.Store(false)
+	_, took := switchTo("WebSocket back", "websocket", 10*time.Second)
+	if bound := sdkRetryInterval + 1500*time.Millisecond; took > bound {
+		t.Errorf("the client came back to the WebSocket after %v, want within %v (retryIntervalMs + a connect)", took.Round(time.Millisecond), bound)
+	}
+
+	// 3. The upgrade goes through but nothing passes, and the live socket
+	// drops: no ready in time, and SSE, which works, takes over.
+	env.proxy.silentWS.Store(true)
+	env.dropConnections()
+	r, _ = switchTo("WebSocket silent", "sse", 15*time.Second)
+	since := r.Clock
+	stays("while the WebSocket is silent", "sse", 2*sdkRetryInterval+time.Second)
+	r = tab.record()
+	silentProbes := 0
+	for _, s := range r.Sockets {
+		if s.At >= since && s.Opens == 1 && len(s.Ready) == 0 {
+			silentProbes++
+		}
+	}
+	if silentProbes == 0 {
+		t.Errorf("no WebSocket probe was accepted and left silent in %v:\n%s", 2*sdkRetryInterval+time.Second, r.describe())
+	}
+	for _, s := range statesSince(r, since) {
+		if s.Method == "websocket" && s.Connected {
+			t.Errorf("behind a silent WebSocket the client said it was live over it: %s", s)
+		}
+	}
+
+	// 4. The WebSocket refused and SSE buffered: polling.
+	env.proxy.silentWS.Store(false)
+	env.proxy.blockWS.Store(true)
+	env.proxy.bufferSSE.Store(true)
+	env.dropConnections()
+	switchTo("WebSocket refused and SSE buffered", "polling", 20*time.Second)
+	stays("with the WebSocket refused and SSE buffered", "polling", sdkRetryInterval+time.Second)
+
+	// 5. Everything back: the WebSocket, directly or by way of SSE.
+	env.proxy.blockWS.Store(false)
+	env.proxy.bufferSSE.Store(false)
+	_, took = switchTo("everything back", "websocket", 15*time.Second)
+	// A probe in flight through the buffering proxy may time out first.
+	if bound := sdkOpenTimeout + sdkRetryInterval + 1500*time.Millisecond; took > bound {
+		t.Errorf("the client came back to the WebSocket after %v, want within %v", took.Round(time.Millisecond), bound)
+	}
+	env.waitConnections("one connection, over ws", 10*time.Second, func(c []sdkConn) bool { return len(c) == 1 && c[0].Transport == "ws" })
+	r = tab.record()
+	t.Logf("%d events over %d WebSockets, %d event sources and %d polls", len(r.Events), len(r.Sockets), len(r.Sources), countRequests(r, "GET", "/api/realtime/polling", 0))
+	tab.checkClean(false) // the refused sockets and buffered streams are logged
+}
+
+// TestBrowserSDKWebSocketRenewal: over the WebSocket, with 5-second tokens,
+// the client renews its token in place ({"op":"token"}, answered
+// token_renewed) before each expires: one socket and one connection id
+// throughout, and every event once, in order.
+func TestBrowserSDKWebSocketRenewal(t *testing.T) {
+	const ttl = 5
+	env := newSDKEnv(t)
+	tab := env.openSDKTab("the page", false)
+	tab.navigate(env.proxy.url + "/healthz")
+	types := []string{"tick"}
+	channels := []string{"broadcast", "user:u1"}
+	tab.start(sdkOpts{Channels: channels, EventTypes: types, Cursor: sdkHead(env), TTL: ttl})
+	r := tab.wait("connected over the WebSocket", 10*time.Second, live("websocket"))
+	connected := r.Clock
+	id := r.Sockets[0].Ready[0]
+	env.waitConnections("the page's connection", 5*time.Second, func(c []sdkConn) bool { return len(c) == 1 && c[0].ID == id })
+
+	feed := env.newFeed(channels, types)
+	for start := time.Now(); time.Since(start) < 13*time.Second; time.Sleep(500 * time.Millisecond) {
+		feed.publish(1)
+		if c := env.connections(); len(c) != 1 || c[0].ID != id {
+			t.Fatalf("the connections are %+v, want only %s: the token was not renewed in place", c, id)
+		}
+	}
+	r = feed.waitAll(tab, 10*time.Second)
+	feed.check("the page", r, "")
+	if len(r.Sockets) != 1 || r.Sockets[0].Renewed < 2 {
+		t.Errorf("%d WebSockets, %d token_renewed: want one socket renewed at least twice in 13 s of 5 s tokens:\n%s", len(r.Sockets), r.Sockets[0].Renewed, r.describe())
+	}
+	for _, s := range statesSince(r, connected) {
+		if !s.Connected || s.Method != "websocket" {
+			t.Errorf("the client was not live over the WebSocket all along: %s", s)
+		}
+	}
+	t.Logf("%d events, getToken called %d times, %d renewals in place", len(r.Events), r.TokenCalls, r.Sockets[0].Renewed)
+	tab.checkClean(true)
+}
+
 // TestBrowserSDKTokenRenewal: with 7-second tokens, fresh from getToken at
 // every call, the client renews the token of its live stream in place
 // (POST /api/realtime/connections/{id}/token) at 80% of each token's life,
@@ -1044,7 +1269,7 @@ func TestBrowserSDKTokenRenewal(t *testing.T) {
 	tab := env.openSDKTab("the page", false)
 	tab.navigate(env.proxy.url + "/healthz")
 	types := []string{"tick"}
-	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types, Cursor: sdkHead(env), TTL: ttl})
+	tab.start(sdkOpts{Channels: []string{"broadcast", "user:u1"}, EventTypes: types, Cursor: sdkHead(env), TTL: ttl, Transports: sseFirst})
 	r := tab.wait("connected over SSE", 10*time.Second, live("sse"))
 	connected := r.Clock
 	id := r.Sources[0].Ready[0]
@@ -1112,7 +1337,7 @@ func TestBrowserSDKTokenRenewal(t *testing.T) {
 }
 
 // TestBrowserSDKTabs: two tabs of one origin with the same channels share
-// one connection. The first leads; the second joins after the first got
+// one connection, over the WebSocket (the SDK's default). The first leads; the second joins after the first got
 // events, gets them replayed from the leader's memory, then follows with the
 // leader's events and state, making no request of its own; the service lists
 // one connection. When the leader's tab closes (with events just published,
@@ -1126,7 +1351,7 @@ func TestBrowserSDKTabs(t *testing.T) {
 	a := env.openSDKTab("tab A", true)
 	a.navigate(env.proxy.url + "/healthz")
 	a.start(opts)
-	a.wait("tab A to lead, over SSE", 10*time.Second, func(r sdkRecord) bool { return r.Now.Role == "leader" && live("sse")(r) })
+	a.wait("tab A to lead, over the WebSocket", 10*time.Second, func(r sdkRecord) bool { return r.Now.Role == "leader" && live("websocket")(r) })
 	feed.publish(3)
 	feed.waitAll(a, 10*time.Second)
 
@@ -1134,7 +1359,7 @@ func TestBrowserSDKTabs(t *testing.T) {
 	b := env.openSDKTab("tab B", true)
 	b.navigate(env.proxy.url + "/healthz")
 	b.start(opts)
-	b.wait("tab B to follow, live", 10*time.Second, func(r sdkRecord) bool { return r.Now.Role == "follower" && live("sse")(r) })
+	b.wait("tab B to follow, live", 10*time.Second, func(r sdkRecord) bool { return r.Now.Role == "follower" && live("websocket")(r) })
 	feed.publish(6)
 	ra := feed.waitAll(a, 10*time.Second)
 	rb := feed.waitAll(b, 10*time.Second)
@@ -1147,10 +1372,10 @@ func TestBrowserSDKTabs(t *testing.T) {
 		t.Fatalf("tab A is %s, tab B is %s: want one leader and one follower", ra.Now.Role, rb.Now.Role)
 	}
 	rl, rf := leader.record(), follower.record()
-	if len(rl.Sources) != 1 || len(rl.Sources[0].Ready) != 1 {
-		t.Fatalf("the leader opened %d streams, want 1:\n%s", len(rl.Sources), rl.describe())
+	if len(rl.Sockets) != 1 || len(rl.Sockets[0].Ready) != 1 || len(rl.Sources) != 0 {
+		t.Fatalf("the leader opened %d WebSockets and %d event sources, want one WebSocket:\n%s", len(rl.Sockets), len(rl.Sources), rl.describe())
 	}
-	leaderConn := rl.Sources[0].Ready[0]
+	leaderConn := rl.Sockets[0].Ready[0]
 	env.waitConnections("one connection for both tabs", 5*time.Second, func(c []sdkConn) bool { return len(c) == 1 && c[0].ID == leaderConn })
 	for range 5 { // and it stays one
 		if c := env.connections(); len(c) != 1 || c[0].ID != leaderConn {
@@ -1159,8 +1384,9 @@ func TestBrowserSDKTabs(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if rf.TokenCalls != 0 || len(rf.Sources) != 0 || len(rf.Requests) != 0 {
-		t.Errorf("the follower called getToken %d times, opened %d streams, made %d requests; want none", rf.TokenCalls, len(rf.Sources), len(rf.Requests))
+	if rf.TokenCalls != 0 || len(rf.Sources) != 0 || len(rf.Sockets) != 0 || len(rf.Requests) != 0 {
+		t.Errorf("the follower called getToken %d times, opened %d event sources and %d WebSockets, made %d requests; want none",
+			rf.TokenCalls, len(rf.Sources), len(rf.Sockets), len(rf.Requests))
 	}
 	if last := feed.last(); rf.Now.Cursor != last {
 		t.Errorf("the follower's cursor is %q, want %s", rf.Now.Cursor, last)
@@ -1174,22 +1400,22 @@ func TestBrowserSDKTabs(t *testing.T) {
 	// relayed before it goes, or not; events go on being published meanwhile.
 	feed.publish(3)
 	leader.close()
-	_, took := feed.publishUntil(follower, "the other tab to lead, over SSE", 15*time.Second, 20*time.Millisecond,
-		func(r sdkRecord) bool { return r.Now.Role == "leader" && live("sse")(r) })
+	_, took := feed.publishUntil(follower, "the other tab to lead, over the WebSocket", 15*time.Second, 20*time.Millisecond,
+		func(r sdkRecord) bool { return r.Now.Role == "leader" && live("websocket")(r) })
 	t.Logf("%s led and was live %v after %s closed", follower.name, took.Round(time.Millisecond), leader.name)
 	feed.publish(6)
 	rf = feed.waitAll(follower, 10*time.Second)
 	feed.check(follower.name, rf, "")
-	if len(rf.Sources) != 1 || len(rf.Sources[0].Ready) != 1 {
-		t.Fatalf("%s opened %d streams, want 1:\n%s", follower.name, len(rf.Sources), rf.describe())
+	if len(rf.Sockets) != 1 || len(rf.Sockets[0].Ready) != 1 {
+		t.Fatalf("%s opened %d WebSockets, want 1:\n%s", follower.name, len(rf.Sockets), rf.describe())
 	}
-	newConn := rf.Sources[0].Ready[0]
+	newConn := rf.Sockets[0].Ready[0]
 	if newConn == leaderConn {
 		t.Errorf("the new leader's connection has the old one's id %s", newConn)
 	}
 	env.waitConnections("the new leader's connection only", 5*time.Second, func(c []sdkConn) bool { return len(c) == 1 && c[0].ID == newConn })
-	if u := rf.Sources[0].URL; !strings.Contains(u, "lastEventId=") {
-		t.Errorf("the new leader connected without a cursor: %s", u)
+	if i := slices.IndexFunc(rf.Sockets[0].Sent, func(m sdkSent) bool { return m.Op == "subscribe" }); i < 0 || rf.Sockets[0].Sent[i].Cursor == "" {
+		t.Errorf("the new leader subscribed without a cursor: %+v", rf.Sockets[0].Sent)
 	}
 	if t.Failed() {
 		t.Logf("%s:\n%s", follower.name, rf.describe())
@@ -1223,7 +1449,7 @@ func TestBrowserSDKDashboardExample(t *testing.T) {
 	); err != nil {
 		t.Fatalf("submit the token: %v", err)
 	}
-	tab.wait0("the feed connected over SSE", `[...document.querySelectorAll('#root p')].some(p => p.textContent.startsWith('Connected over sse'))`)
+	tab.wait0("the feed connected over the WebSocket (the SDK's default)", `[...document.querySelectorAll('#root p')].some(p => p.textContent.startsWith('Connected over websocket'))`)
 	ids := env.p.events(`{"channel":"broadcast","type":"test","data":{"hello":"dashboard"}}`)
 	tab.wait0("the event in the feed", `!!document.querySelector('#feed li[data-event-id="`+ids[0]+`"]')`)
 	tab.checkClean(true)

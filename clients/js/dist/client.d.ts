@@ -2,9 +2,9 @@ import type { HybridClient, HybridRealtimeOptions, Transport } from './types.js'
 /** Defaults of the tuning options. */
 export declare const DEFAULTS: {
     transports: Transport[];
-    sseOpenTimeoutMs: number;
-    sseFailuresBeforePolling: number;
-    sseRetryIntervalMs: number;
+    openTimeoutMs: number;
+    failuresBeforeFallback: number;
+    retryIntervalMs: number;
     pollTimeoutS: number;
     backoff: {
         initialMs: number;
@@ -14,6 +14,7 @@ export declare const DEFAULTS: {
 };
 /**
  * createHybridRealtime connects to the service and calls the handlers with
- * each event of the channels, once and in order, over SSE or long-polling.
+ * each event of the channels, once and in order, over hybridrt's WebSocket,
+ * SSE or long-polling.
  */
 export declare function createHybridRealtime(options: HybridRealtimeOptions): HybridClient;

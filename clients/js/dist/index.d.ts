@@ -1,4 +1,4 @@
 export { createHybridRealtime, DEFAULTS } from './client.js';
 export { HybridError } from './errors.js';
 export { compareIds } from './ids.js';
-export type { BroadcastChannelFactory, BroadcastChannelLike, Clock, EventHandler, EventSourceFactory, EventSourceLike, EventTargetLike, FetchLike, HybridClient, HybridEvent, HybridRealtimeOptions, HybridState, LockManagerLike, MessageLike, Role, Transport, WindowLike, } from './types.js';
+export type { BroadcastChannelFactory, BroadcastChannelLike, Clock, EventHandler, EventSourceFactory, EventSourceLike, EventTargetLike, FetchLike, HybridClient, HybridEvent, HybridRealtimeOptions, HybridState, LockManagerLike, Member, MessageLike, Presence, Role, Transport, WebSocketFactory, WebSocketLike, WindowLike, } from './types.js';

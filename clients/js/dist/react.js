@@ -13,8 +13,10 @@ function useHybridRealtime(options) {
     lastEvent: null,
     error: null,
     cursor: options.cursor ?? null,
-    role: "solo"
+    role: "solo",
+    connectionId: null
   }));
+  const [client, setClient] = useState(null);
   const key = connectionKey(options);
   useEffect(() => {
     const o = latest.current;
@@ -22,22 +24,24 @@ function useHybridRealtime(options) {
     for (const type of Object.keys(o.eventHandlers ?? {})) {
       eventHandlers[type] = (e) => latest.current.eventHandlers?.[type]?.(e);
     }
-    const client = createHybridRealtime({
+    const client2 = createHybridRealtime({
       ...o,
       getToken: () => latest.current.getToken(),
       eventHandlers,
       onStateChange: void 0
     });
-    clientRef.current = client;
-    setState(client.state);
-    const stop = client.subscribe((s) => {
+    clientRef.current = client2;
+    setClient(client2);
+    setState(client2.state);
+    const stop = client2.subscribe((s) => {
       setState(s);
       latest.current.onStateChange?.(s);
     });
     return () => {
       stop();
-      client.close();
-      if (clientRef.current === client) clientRef.current = null;
+      client2.close();
+      if (clientRef.current === client2) clientRef.current = null;
+      setClient((c) => c === client2 ? null : c);
     };
   }, [key]);
   const reconnect = useCallback(() => clientRef.current?.reconnect(), []);
@@ -46,8 +50,9 @@ function useHybridRealtime(options) {
     connectionMethod: state.activeMethod,
     lastEvent: state.lastEvent,
     error: state.error,
-    reconnect
-  }), [state, reconnect]);
+    reconnect,
+    client
+  }), [state, reconnect, client]);
 }
 function connectionKey(o) {
   return JSON.stringify([
@@ -57,12 +62,56 @@ function connectionKey(o) {
     Object.keys(o.eventHandlers ?? {}).sort(),
     o.eventTypes ?? null,
     o.shareAcrossTabs ?? null,
-    o.sseOpenTimeoutMs ?? null,
-    o.sseFailuresBeforePolling ?? null,
-    o.sseRetryIntervalMs ?? null,
+    o.openTimeoutMs ?? o.sseOpenTimeoutMs ?? null,
+    o.failuresBeforeFallback ?? o.sseFailuresBeforePolling ?? null,
+    o.retryIntervalMs ?? o.sseRetryIntervalMs ?? null,
     o.pollTimeoutS ?? null,
     o.backoff ?? null
   ]);
+}
+var RealtimeContext = createContext(null);
+function HybridRealtimeProvider(props) {
+  const { children, ...options } = props;
+  const value = useHybridRealtime(options);
+  return createElement(RealtimeContext.Provider, { value }, children);
+}
+function useHybridRealtimeContext() {
+  const v = useContext(RealtimeContext);
+  if (!v) throw new Error("hybridrt: this hook must be used inside <HybridRealtimeProvider>");
+  return v;
+}
+function useHybridClient() {
+  return useHybridRealtimeContext().client;
+}
+function usePresence(channel, options = {}) {
+  const client = useHybridClient();
+  const latest = useRef(options);
+  latest.current = options;
+  const [members, setMembers] = useState(null);
+  useEffect(() => {
+    if (!client) {
+      setMembers(null);
+      return;
+    }
+    const room = client.presence(channel);
+    setMembers(room.members);
+    const stops = [
+      room.subscribe((m) => setMembers(m)),
+      room.onJoin((m) => latest.current.onJoin?.(m)),
+      room.onLeave((m) => latest.current.onLeave?.(m))
+    ];
+    return () => {
+      for (const stop of stops) stop();
+    };
+  }, [client, channel]);
+  return members;
+}
+function usePublish() {
+  const client = useHybridClient();
+  return useCallback((channel, type, data) => {
+    if (!client) return Promise.reject(new Error("hybridrt: the client has not started yet"));
+    return client.publish(channel, type, data);
+  }, [client]);
 }
 var DashboardContext = createContext(null);
 var DASHBOARD_CHANNELS = ["dashboard"];
@@ -142,6 +191,11 @@ function isPlainObject(v) {
 }
 export {
   HybridDashboardProvider,
+  HybridRealtimeProvider,
+  useHybridClient,
   useHybridDashboard,
-  useHybridRealtime
+  useHybridRealtime,
+  useHybridRealtimeContext,
+  usePresence,
+  usePublish
 };

@@ -1,3 +1,4 @@
+import type { PresenceMessage } from './machine.js';
 import type { BroadcastChannelFactory, HybridEvent, LockManagerLike, Transport } from './types.js';
 /** How many recent events every tab keeps to replay to a tab that joins. */
 export declare const RING_SIZE = 1000;
@@ -11,6 +12,7 @@ export interface RelayedState {
         code: string | null;
     } | null;
     cursor: string | null;
+    connectionId: string | null;
 }
 /** What a TabGroup asks of its client. */
 export interface TabGroupHooks {
@@ -18,6 +20,10 @@ export interface TabGroupHooks {
     lead(): void;
     /** A relayed event; returns whether it was new to this tab. */
     deliver(event: HybridEvent): boolean;
+    /** A presence message of the leader's transport, or of a welcome. */
+    presence(message: PresenceMessage): void;
+    /** The members this tab knows, for a welcome. */
+    presenceSnapshot(): PresenceMessage[];
     /** The leader's state changed. */
     leaderState(state: RelayedState): void;
     /** A follower asked the leader to reconnect. */
@@ -57,6 +63,8 @@ export declare class TabGroup {
     close(): void;
     /** relay sends an event of the leader's transport to the followers. */
     relay(event: HybridEvent): void;
+    /** relayPresence sends a presence message of the leader's transport to the followers. */
+    relayPresence(message: PresenceMessage): void;
     /** relayState sends the leader's state to the followers. */
     relayState(state: RelayedState): void;
     /** requestReconnect asks the leader to reconnect. */

@@ -1,22 +1,24 @@
 // createHybridRealtime: the public client. It wires a Machine (the
-// transport) to the handlers, to the browser's online/offline and
-// visibility events, and, when tabs share a connection, to a TabGroup.
+// transport) to the handlers and the presence lists, to the browser's
+// online/offline and visibility events, and, when tabs share a connection,
+// to a TabGroup.
 
 import { HybridError } from './errors.js';
 import { isAfter, isId } from './ids.js';
-import { Machine, type MachineConfig } from './machine.js';
+import { Machine, type MachineConfig, type PresenceMessage } from './machine.js';
+import { Room } from './presence.js';
 import { lockName, TabGroup, type RelayedState } from './tabs.js';
 import type {
   BroadcastChannelFactory, Clock, EventHandler, EventSourceFactory, FetchLike, HybridClient, HybridEvent,
-  HybridRealtimeOptions, HybridState, LockManagerLike, Transport, WindowLike,
+  HybridRealtimeOptions, HybridState, LockManagerLike, Presence, Transport, WebSocketFactory, WindowLike,
 } from './types.js';
 
 /** Defaults of the tuning options. */
 export const DEFAULTS = {
-  transports: ['sse', 'polling'] as Transport[],
-  sseOpenTimeoutMs: 10_000,
-  sseFailuresBeforePolling: 3,
-  sseRetryIntervalMs: 60_000,
+  transports: ['websocket', 'sse', 'polling'] as Transport[],
+  openTimeoutMs: 10_000,
+  failuresBeforeFallback: 3,
+  retryIntervalMs: 60_000,
   pollTimeoutS: 25,
   backoff: { initialMs: 500, maxMs: 30_000 },
   shareAcrossTabs: true,
@@ -30,7 +32,8 @@ const realClock: Clock = {
 
 /**
  * createHybridRealtime connects to the service and calls the handlers with
- * each event of the channels, once and in order, over SSE or long-polling.
+ * each event of the channels, once and in order, over hybridrt's WebSocket,
+ * SSE or long-polling.
  */
 export function createHybridRealtime(options: HybridRealtimeOptions): HybridClient {
   const o = checkOptions(options);
@@ -40,6 +43,7 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
   const fetchImpl: FetchLike | undefined = o.fetch ?? (typeof g.fetch === 'function' ? g.fetch.bind(g) : undefined);
   if (!fetchImpl) throw new TypeError('hybridrt: no fetch in this environment; pass options.fetch');
   const EventSourceImpl: EventSourceFactory | null = o.EventSource !== undefined ? o.EventSource : (g.EventSource ?? null);
+  const WebSocketImpl: WebSocketFactory | null = o.WebSocket !== undefined ? o.WebSocket : (g.WebSocket ?? null);
   const winOpt: WindowLike | null = o.window !== undefined ? o.window : (g.window ?? null);
   const win = typeof winOpt?.addEventListener === 'function' ? winOpt : null; // React Native has a window without events
   const locks: LockManagerLike | null = o.locks !== undefined ? o.locks : (g.navigator?.locks ?? null);
@@ -53,9 +57,9 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
     transports: o.transports ? [...o.transports] : DEFAULTS.transports,
     cursor: o.cursor ?? null,
     eventTypes: [...new Set([...Object.keys(handlers), ...(o.eventTypes ?? [])])].filter((t) => t !== '*'),
-    sseOpenTimeoutMs: o.sseOpenTimeoutMs ?? DEFAULTS.sseOpenTimeoutMs,
-    sseFailuresBeforePolling: o.sseFailuresBeforePolling ?? DEFAULTS.sseFailuresBeforePolling,
-    sseRetryIntervalMs: o.sseRetryIntervalMs ?? DEFAULTS.sseRetryIntervalMs,
+    openTimeoutMs: o.openTimeoutMs ?? o.sseOpenTimeoutMs ?? DEFAULTS.openTimeoutMs,
+    failuresBeforeFallback: o.failuresBeforeFallback ?? o.sseFailuresBeforePolling ?? DEFAULTS.failuresBeforeFallback,
+    retryIntervalMs: o.retryIntervalMs ?? o.sseRetryIntervalMs ?? DEFAULTS.retryIntervalMs,
     pollTimeoutS: o.pollTimeoutS ?? DEFAULTS.pollTimeoutS,
     backoff: {
       initialMs: o.backoff?.initialMs ?? DEFAULTS.backoff.initialMs,
@@ -64,14 +68,17 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
     clock,
     fetch: fetchImpl,
     EventSource: EventSourceImpl,
+    WebSocket: WebSocketImpl,
     random,
   };
 
   let state: HybridState = {
-    isConnected: false, activeMethod: null, lastEvent: null, error: null, cursor: config.cursor, role: 'solo',
+    isConnected: false, activeMethod: null, lastEvent: null, error: null, cursor: config.cursor, role: 'solo', connectionId: null,
   };
   const listeners = new Set<(s: HybridState) => void>();
   let machine: Machine | null = null;
+  let sender: Machine | null = null; // a follower's, for client events: never started
+  const rooms = new Map<string, Room>();
   let group: TabGroup | null = null;
   let offline = win?.navigator?.onLine === false;
   let closed = false;
@@ -101,16 +108,35 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
     return true;
   }
 
+  function room(channel: string): Room {
+    let r = rooms.get(channel);
+    if (!r) {
+      r = new Room(channel, safely);
+      rooms.set(channel, r);
+    }
+    return r;
+  }
+
+  function presence(m: PresenceMessage): void {
+    if (!closed && config.channels.includes(m.channel)) room(m.channel).apply(m);
+  }
+
   function startMachine(): void {
+    sender?.close();
+    sender = null;
     const m = new Machine({ ...config, cursor: state.cursor }, {
       onEvent(e) {
         if (accept(e)) group?.relay(e);
       },
+      onPresence(p) {
+        presence(p);
+        group?.relayPresence(p);
+      },
       onChange() {
         if (machine !== m || closed) return;
-        set({ isConnected: m.connected, activeMethod: m.method, error: m.error, cursor: m.cursor });
+        set({ isConnected: m.connected, activeMethod: m.method, error: m.error, cursor: m.cursor, connectionId: m.connectionId });
         group?.relayState({
-          isConnected: m.connected, activeMethod: m.method, cursor: m.cursor,
+          isConnected: m.connected, activeMethod: m.method, cursor: m.cursor, connectionId: m.connectionId,
           error: m.error && { message: m.error.message, status: m.error.status, code: m.error.code },
         });
       },
@@ -132,10 +158,13 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
           startMachine();
         },
         deliver: accept,
+        presence,
+        presenceSnapshot: () => [...rooms.values()].map((r) => r.snapshot()).filter((p): p is PresenceMessage => p !== null),
         leaderState(s: RelayedState) {
           const patch: Partial<HybridState> = {
             isConnected: s.isConnected,
             activeMethod: s.activeMethod,
+            connectionId: s.connectionId ?? null,
             error: s.error && new HybridError(s.error.message, { status: s.error.status, code: s.error.code }),
           };
           // The leader has looked through to its cursor; nothing of ours is before it unseen.
@@ -178,6 +207,7 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
     get lastEvent() { return state.lastEvent; },
     get error() { return state.error; },
     get cursor() { return state.cursor; },
+    get connectionId() { return state.connectionId; },
     get state() { return state; },
     reconnect() {
       if (closed) return;
@@ -193,11 +223,30 @@ export function createHybridRealtime(options: HybridRealtimeOptions): HybridClie
         win.document?.removeEventListener('visibilitychange', onVisibility);
       }
       machine?.close(); // before the group lets the next tab lead
+      sender?.close();
       group?.close();
       machine = null;
+      sender = null;
       state = { ...state, isConnected: false, activeMethod: null };
       notify();
       listeners.clear();
+    },
+    async publish(channel, type, data) {
+      if (closed) throw new HybridError('hybridrt: the client is closed');
+      if (typeof channel !== 'string' || channel === '') throw new TypeError('hybridrt: publish needs a channel');
+      if (typeof type !== 'string' || !type.startsWith('client-')) {
+        throw new TypeError(`hybridrt: a client event's type starts with "client-" (got ${JSON.stringify(type)})`);
+      }
+      if (machine) return machine.publish(channel, type, data);
+      // A follower tab sends over HTTP, naming the shared connection so that it leaves the event out.
+      sender ??= new Machine({ ...config }, { onEvent() {}, onChange() {} });
+      return sender.publish(channel, type, data, state.connectionId);
+    },
+    presence<I = unknown>(channel: string): Presence<I> {
+      if (!config.channels.includes(channel) || !channel.startsWith('presence-')) {
+        throw new TypeError(`hybridrt: presence(${JSON.stringify(channel)}): not a presence- channel of this client (${config.channels.join(', ')})`);
+      }
+      return room(channel) as unknown as Presence<I>;
     },
     subscribe(listener) {
       listeners.add(listener);
@@ -218,8 +267,8 @@ function checkOptions(o: HybridRealtimeOptions): HybridRealtimeOptions {
   }
   if (typeof o.getToken !== 'function') throw new TypeError('hybridrt: options.getToken must be a function that resolves to a JWT');
   if (o.cursor != null && !isId(o.cursor)) throw new TypeError('hybridrt: options.cursor must be an event id (a decimal string)');
-  if (o.transports && !o.transports.every((t) => t === 'sse' || t === 'polling')) {
-    throw new TypeError('hybridrt: options.transports may hold only "sse" and "polling"');
+  if (o.transports && (!Array.isArray(o.transports) || !o.transports.every((t) => t === 'websocket' || t === 'sse' || t === 'polling'))) {
+    throw new TypeError('hybridrt: options.transports may hold only "websocket", "sse" and "polling"');
   }
   return o;
 }

@@ -1,20 +1,23 @@
-// React bindings: useHybridRealtime, and a dashboard provider and hook, with
-// the names of the module hybridrt grew out of. React is a peer dependency;
-// the core bundle does not import it.
+// React bindings: useHybridRealtime; a provider that shares one client with
+// a subtree, and the hooks that use it (usePresence, usePublish); and a
+// dashboard provider and hook, with the names of the module hybridrt grew
+// out of. React is a peer dependency; the core bundle does not import it.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
 import { createHybridRealtime } from './index.js';
-import type { EventHandler, HybridClient, HybridEvent, HybridRealtimeOptions, HybridState, Transport } from './index.js';
+import type { EventHandler, HybridClient, HybridEvent, HybridRealtimeOptions, HybridState, Member, Transport } from './index.js';
 
 /** What useHybridRealtime returns. */
 export interface UseHybridRealtimeResult {
   isConnected: boolean;
-  /** 'sse', 'polling', or null when not connecting (the client's activeMethod). */
+  /** 'websocket', 'sse', 'polling', or null when not connecting (the client's activeMethod). */
   connectionMethod: Transport | null;
   lastEvent: HybridEvent | null;
   error: Error | null;
   reconnect: () => void;
+  /** The client, for publish and presence; null before the first effect and after unmount. */
+  client: HybridClient | null;
 }
 
 /**
@@ -28,8 +31,9 @@ export function useHybridRealtime(options: HybridRealtimeOptions): UseHybridReal
   latest.current = options;
   const clientRef = useRef<HybridClient | null>(null);
   const [state, setState] = useState<HybridState>(() => ({
-    isConnected: false, activeMethod: null, lastEvent: null, error: null, cursor: options.cursor ?? null, role: 'solo',
+    isConnected: false, activeMethod: null, lastEvent: null, error: null, cursor: options.cursor ?? null, role: 'solo', connectionId: null,
   }));
+  const [client, setClient] = useState<HybridClient | null>(null);
   const key = connectionKey(options);
 
   useEffect(() => {
@@ -45,6 +49,7 @@ export function useHybridRealtime(options: HybridRealtimeOptions): UseHybridReal
       onStateChange: undefined,
     });
     clientRef.current = client;
+    setClient(client);
     setState(client.state);
     const stop = client.subscribe((s) => {
       setState(s);
@@ -54,6 +59,7 @@ export function useHybridRealtime(options: HybridRealtimeOptions): UseHybridReal
       stop();
       client.close();
       if (clientRef.current === client) clientRef.current = null;
+      setClient((c) => (c === client ? null : c));
     };
   }, [key]);
 
@@ -64,15 +70,103 @@ export function useHybridRealtime(options: HybridRealtimeOptions): UseHybridReal
     lastEvent: state.lastEvent,
     error: state.error,
     reconnect,
-  }), [state, reconnect]);
+    client,
+  }), [state, reconnect, client]);
 }
 
 function connectionKey(o: HybridRealtimeOptions): string {
   return JSON.stringify([
     o.url, o.channels, o.transports ?? null, Object.keys(o.eventHandlers ?? {}).sort(), o.eventTypes ?? null,
-    o.shareAcrossTabs ?? null, o.sseOpenTimeoutMs ?? null, o.sseFailuresBeforePolling ?? null,
-    o.sseRetryIntervalMs ?? null, o.pollTimeoutS ?? null, o.backoff ?? null,
+    o.shareAcrossTabs ?? null, o.openTimeoutMs ?? o.sseOpenTimeoutMs ?? null,
+    o.failuresBeforeFallback ?? o.sseFailuresBeforePolling ?? null, o.retryIntervalMs ?? o.sseRetryIntervalMs ?? null,
+    o.pollTimeoutS ?? null, o.backoff ?? null,
   ]);
+}
+
+// --- one client for a subtree: presence and client events -------------------------------
+
+/** What HybridRealtimeProvider gives its subtree. */
+export interface HybridRealtimeValue extends UseHybridRealtimeResult {}
+
+const RealtimeContext = createContext<HybridRealtimeValue | null>(null);
+
+/** Props of HybridRealtimeProvider: the client's options, and the subtree. */
+export interface HybridRealtimeProviderProps extends HybridRealtimeOptions {
+  children?: ReactNode;
+}
+
+/**
+ * HybridRealtimeProvider keeps one client connected for its subtree, which
+ * reads it with useHybridClient, usePresence and usePublish. Options behave
+ * as in useHybridRealtime.
+ */
+export function HybridRealtimeProvider(props: HybridRealtimeProviderProps) {
+  const { children, ...options } = props;
+  const value = useHybridRealtime(options);
+  return createElement(RealtimeContext.Provider, { value }, children);
+}
+
+/** useHybridRealtimeContext reads the nearest HybridRealtimeProvider: its state and client. */
+export function useHybridRealtimeContext(): HybridRealtimeValue {
+  const v = useContext(RealtimeContext);
+  if (!v) throw new Error('hybridrt: this hook must be used inside <HybridRealtimeProvider>');
+  return v;
+}
+
+/** useHybridClient returns the nearest HybridRealtimeProvider's client (null until it has started). */
+export function useHybridClient(): HybridClient | null {
+  return useHybridRealtimeContext().client;
+}
+
+/** Callbacks of usePresence. */
+export interface UsePresenceOptions<I = unknown> {
+  /** A user joined after the members were first heard. */
+  onJoin?: (member: Member<I>) => void;
+  /** A user's last connection left. */
+  onLeave?: (member: Member<I>) => void;
+}
+
+/**
+ * usePresence returns the members of a presence channel of the nearest
+ * HybridRealtimeProvider, ordered by id, or null until they are heard; the
+ * component renders again on every join and leave. The callbacks may change
+ * on every render.
+ */
+export function usePresence<I = unknown>(channel: string, options: UsePresenceOptions<I> = {}): Member<I>[] | null {
+  const client = useHybridClient();
+  const latest = useRef(options);
+  latest.current = options;
+  const [members, setMembers] = useState<Member<I>[] | null>(null);
+  useEffect(() => {
+    if (!client) {
+      setMembers(null);
+      return;
+    }
+    const room = client.presence<I>(channel);
+    setMembers(room.members);
+    const stops = [
+      room.subscribe((m) => setMembers(m)),
+      room.onJoin((m) => latest.current.onJoin?.(m)),
+      room.onLeave((m) => latest.current.onLeave?.(m)),
+    ];
+    return () => {
+      for (const stop of stops) stop();
+    };
+  }, [client, channel]);
+  return members;
+}
+
+/**
+ * usePublish returns a function that sends a client event through the
+ * nearest HybridRealtimeProvider's client (see HybridClient.publish); it
+ * rejects while the client has not started.
+ */
+export function usePublish(): (channel: string, type: string, data?: unknown) => Promise<string> {
+  const client = useHybridClient();
+  return useCallback((channel: string, type: string, data?: unknown) => {
+    if (!client) return Promise.reject(new Error('hybridrt: the client has not started yet'));
+    return client.publish(channel, type, data);
+  }, [client]);
 }
 
 /** Props of HybridDashboardProvider: the client's options, with channels ['dashboard'] by default. */

@@ -16,6 +16,7 @@
 // a live event cannot move its cursor past events still to be replayed.
 
 import { compareIds, isAfter } from './ids.js';
+import type { PresenceMessage } from './machine.js';
 import type { BroadcastChannelFactory, BroadcastChannelLike, HybridEvent, LockManagerLike, Transport } from './types.js';
 
 /** How many recent events every tab keeps to replay to a tab that joins. */
@@ -27,12 +28,14 @@ export interface RelayedState {
   activeMethod: Transport | null;
   error: { message: string; status: number | null; code: string | null } | null;
   cursor: string | null;
+  connectionId: string | null;
 }
 
 type Message =
   | { kind: 'hello'; from: string; cursor: string | null }
-  | { kind: 'welcome'; to: string; events: HybridEvent[]; complete: boolean; floor: string | null; state: RelayedState | null }
+  | { kind: 'welcome'; to: string; events: HybridEvent[]; complete: boolean; floor: string | null; state: RelayedState | null; presence?: PresenceMessage[] }
   | { kind: 'event'; event: HybridEvent }
+  | { kind: 'presence'; message: PresenceMessage }
   | { kind: 'state'; state: RelayedState }
   | { kind: 'leader'; from: string }
   | { kind: 'reconnect' };
@@ -43,6 +46,10 @@ export interface TabGroupHooks {
   lead(): void;
   /** A relayed event; returns whether it was new to this tab. */
   deliver(event: HybridEvent): boolean;
+  /** A presence message of the leader's transport, or of a welcome. */
+  presence(message: PresenceMessage): void;
+  /** The members this tab knows, for a welcome. */
+  presenceSnapshot(): PresenceMessage[];
   /** The leader's state changed. */
   leaderState(state: RelayedState): void;
   /** A follower asked the leader to reconnect. */
@@ -119,6 +126,11 @@ export class TabGroup {
     this.post({ kind: 'event', event });
   }
 
+  /** relayPresence sends a presence message of the leader's transport to the followers. */
+  relayPresence(message: PresenceMessage): void {
+    this.post({ kind: 'presence', message });
+  }
+
   /** relayState sends the leader's state to the followers. */
   relayState(state: RelayedState): void {
     this.lastState = state;
@@ -155,7 +167,9 @@ export class TabGroup {
     if (this.closed || !m || typeof m !== 'object') return;
     switch (m.kind) {
       case 'hello':
-        if (this.role === 'leader') this.post({ kind: 'welcome', to: m.from, ...this.replay(m.cursor), state: this.lastState });
+        if (this.role === 'leader') {
+          this.post({ kind: 'welcome', to: m.from, ...this.replay(m.cursor), state: this.lastState, presence: this.hooks.presenceSnapshot() });
+        }
         return;
       case 'reconnect':
         if (this.role === 'leader') this.hooks.reconnect();
@@ -169,6 +183,7 @@ export class TabGroup {
         return;
       case 'event':
       case 'state':
+      case 'presence':
         if (this.role === 'leader') return; // the transport is ours now; it gets these itself
         if (!this.welcomed) this.held.push(m);
         else this.apply(m);
@@ -194,6 +209,7 @@ export class TabGroup {
     this.held = [];
     for (const m of held) this.apply(m);
     if (w.state) this.apply({ kind: 'state', state: w.state });
+    for (const message of w.presence ?? []) this.apply({ kind: 'presence', message });
     this.noteCursor(this.hooks.cursor());
   }
 
@@ -203,6 +219,8 @@ export class TabGroup {
     } else if (m.kind === 'state') {
       this.lastState = m.state;
       this.hooks.leaderState(m.state);
+    } else if (m.kind === 'presence') {
+      this.hooks.presence(m.message);
     }
   }
 

@@ -3,8 +3,8 @@
 
 import type { HybridError } from './errors.js';
 
-/** A transport: Server-Sent Events or long-polling. */
-export type Transport = 'sse' | 'polling';
+/** A transport: hybridrt's WebSocket protocol, Server-Sent Events or long-polling. */
+export type Transport = 'websocket' | 'sse' | 'polling';
 
 /**
  * An event as the service sends it, the same on every transport. `id` is the
@@ -22,6 +22,29 @@ export interface HybridEvent<T = unknown> {
   user?: string;
 }
 
+/** A user in a presence channel: the token's `sub`, with the token's `info` claim. */
+export interface Member<I = unknown> {
+  id: string;
+  info?: I;
+}
+
+/**
+ * The members of one presence channel (a name starting `presence-`) as this
+ * client last heard them. The client is a member itself, over every
+ * transport; a user with several connections is one member.
+ */
+export interface Presence<I = unknown> {
+  readonly channel: string;
+  /** The members, ordered by id; null until the client has heard them. */
+  readonly members: Member<I>[] | null;
+  /** Calls fn with each user who joins after the members were first heard. */
+  onJoin(fn: (member: Member<I>) => void): () => void;
+  /** Calls fn with each user whose last connection left. */
+  onLeave(fn: (member: Member<I>) => void): () => void;
+  /** Calls fn with the members on every change, the first list included. */
+  subscribe(fn: (members: Member<I>[]) => void): () => void;
+}
+
 /** A handler of one event type, or of every type under the key `'*'`. */
 export type EventHandler = (event: HybridEvent) => void;
 
@@ -30,7 +53,7 @@ export type Role = 'solo' | 'leader' | 'follower';
 
 /** A snapshot of the client, given to `subscribe` listeners and `onStateChange`. */
 export interface HybridState {
-  /** A transport is live: the SSE stream sent `ready`, or the last poll succeeded. */
+  /** A transport is live: the WebSocket subscribed, the SSE stream sent `ready`, or the last poll succeeded. */
   isConnected: boolean;
   /** The transport in use or being tried, or null when closed or offline. */
   activeMethod: Transport | null;
@@ -42,6 +65,8 @@ export interface HybridState {
   cursor: string | null;
   /** `leader` runs the connection for every tab; `follower` gets its events relayed. */
   role: Role;
+  /** The service's id of the connection (`c_…`), which client events name as their sender's; null between connections. */
+  connectionId: string | null;
 }
 
 /** Timers and the time, injectable so that tests can drive a fake clock. */
@@ -67,10 +92,24 @@ export interface EventSourceLike {
 
 export type EventSourceFactory = new (url: string) => EventSourceLike;
 
+/** The part of the browser's WebSocket that the client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
 export type FetchLike = (input: string, init?: {
   method?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  body?: string;
 }) => Promise<{
   ok: boolean;
   status: number;
@@ -121,18 +160,33 @@ export interface HybridRealtimeOptions {
    * keys of `eventHandlers`; name here the types a `'*'` handler should get.
    */
   eventTypes?: string[];
-  /** Transports the client may use. SSE, when allowed and available, is always tried first. Default ['sse', 'polling']. */
+  /**
+   * Transports the client may use, best first: it starts with the first that
+   * is allowed and available, falls back to the next when one fails, and
+   * comes back to a better one every `retryIntervalMs`. Default
+   * ['websocket', 'sse', 'polling'].
+   */
   transports?: Transport[];
   /** Start after this event id, e.g. from GET /v1/head rendered into the page. */
   cursor?: string | null;
   /** Called on every change of state, and on every event. */
   onStateChange?: (state: HybridState) => void;
 
-  /** How long `ready` may take after an SSE connect before the stream counts as buffered. Default 10000. */
+  /**
+   * How long a WebSocket may take to subscribe, or an SSE stream to send
+   * `ready`, before it counts as held up by a proxy: the client then falls
+   * back to the next transport at once. Default 10000.
+   */
+  openTimeoutMs?: number;
+  /** Attempts of a WebSocket or SSE that fail in a row before falling back to the next transport. Default 3. */
+  failuresBeforeFallback?: number;
+  /** While on a fallback, how often to try the better transports again. Default 60000. */
+  retryIntervalMs?: number;
+  /** @deprecated The name of openTimeoutMs before the WebSocket. */
   sseOpenTimeoutMs?: number;
-  /** SSE attempts that fail in a row before falling back to polling. Default 3. */
+  /** @deprecated The name of failuresBeforeFallback before the WebSocket. */
   sseFailuresBeforePolling?: number;
-  /** While polling, how often to try SSE again. Default 60000. */
+  /** @deprecated The name of retryIntervalMs before the WebSocket. */
   sseRetryIntervalMs?: number;
   /** How long the server may hold a long-poll, in seconds (at most 30). Default 25. */
   pollTimeoutS?: number;
@@ -146,6 +200,8 @@ export interface HybridRealtimeOptions {
   fetch?: FetchLike;
   /** null means "there is no EventSource": SSE is skipped. */
   EventSource?: EventSourceFactory | null;
+  /** null means "there is no WebSocket": the WebSocket transport is skipped. */
+  WebSocket?: WebSocketFactory | null;
   locks?: LockManagerLike | null;
   BroadcastChannel?: BroadcastChannelFactory | null;
   window?: WindowLike | null;
@@ -162,8 +218,19 @@ export interface HybridClient {
   readonly cursor: string | null;
   /** The whole state at once. */
   readonly state: HybridState;
-  /** Drops the connection and connects again at once, SSE first. */
+  readonly connectionId: string | null;
+  /** Drops the connection and connects again at once, on the best transport first. */
   reconnect(): void;
+  /**
+   * publish sends a client event (type `client-…`) to the channel's other
+   * subscribers, and resolves to its id. The token's `publish` claim must
+   * name the channel and the tenant must allow client events; otherwise it
+   * rejects with a HybridError whose `code` says why. This client does not
+   * get the event back.
+   */
+  publish(channel: string, type: string, data?: unknown): Promise<string>;
+  /** presence returns the members of a presence channel the client subscribes to. */
+  presence<I = unknown>(channel: string): Presence<I>;
   /** Stops for good: closes the connection and every timer. */
   close(): void;
   /** Calls listener on every change of state; returns the function that stops it. */

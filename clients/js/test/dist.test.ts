@@ -18,7 +18,10 @@ test('the core bundle imports nothing; the React bundle imports only react and t
   const imports = [...text('react.js').matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]).sort();
   assert.deepEqual(imports, ['./hybrid-realtime.js', 'react']);
   assert.deepEqual(Object.keys(core).sort(), ['DEFAULTS', 'HybridError', 'compareIds', 'createHybridRealtime']);
-  assert.deepEqual(Object.keys(react).sort(), ['HybridDashboardProvider', 'useHybridDashboard', 'useHybridRealtime']);
+  assert.deepEqual(Object.keys(react).sort(), [
+    'HybridDashboardProvider', 'HybridRealtimeProvider', 'useHybridClient', 'useHybridDashboard', 'useHybridRealtime',
+    'useHybridRealtimeContext', 'usePresence', 'usePublish',
+  ]);
 });
 
 test('package.json exports point at the bundles and their types', () => {

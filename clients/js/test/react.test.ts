@@ -19,7 +19,7 @@ function fakes() {
   const base = {
     url: 'https://rt.example.com',
     getToken: tokens.getToken,
-    clock, fetch: server.fetch, EventSource: es.ctor, random: () => 0.5,
+    clock, fetch: server.fetch, EventSource: es.ctor, WebSocket: null, random: () => 0.5,
     locks: null, BroadcastChannel: null, window: null,
   };
   return { clock, server, es, tokens, base };
@@ -33,7 +33,7 @@ async function step(fn: () => void = () => {}): Promise<void> {
 }
 
 describe('useHybridRealtime', () => {
-  test('returns { isConnected, connectionMethod, lastEvent, error, reconnect }, keeps one connection across renders, closes on unmount', async () => {
+  test('returns { isConnected, connectionMethod, lastEvent, error, reconnect, client }, keeps one connection across renders, closes on unmount', async () => {
     const { es, base } = fakes();
     let result: ReturnType<typeof useHybridRealtime> | null = null;
     const calls: string[] = [];
@@ -50,7 +50,7 @@ describe('useHybridRealtime', () => {
     await step(() => {
       root = create(createElement(App, { tag: 'first' }));
     });
-    assert.deepEqual(Object.keys(result!).sort(), ['connectionMethod', 'error', 'isConnected', 'lastEvent', 'reconnect']);
+    assert.deepEqual(Object.keys(result!).sort(), ['client', 'connectionMethod', 'error', 'isConnected', 'lastEvent', 'reconnect']);
     assert.equal(result!.isConnected, false);
     assert.equal(result!.connectionMethod, 'sse');
     assert.equal(es.made.length, 1);

@@ -6,7 +6,8 @@ export const URL_ = 'https://rt.example.com';
 export const CHANNELS = ['broadcast', 'user:42'];
 
 /**
- * setup makes a client on fakes: no EventSource when es is null, no tabs
+ * setup makes a client on fakes: no WebSocket unless given (the transports
+ * tests begin from SSE, as they did before the WebSocket), no EventSource when es is null, no tabs
  * and no window unless given. Its handler for '*' records every event.
  */
 export function setup(over: Partial<HybridRealtimeOptions> = {}, create: (o: HybridRealtimeOptions) => HybridClient = createHybridRealtime) {
@@ -24,6 +25,7 @@ export function setup(over: Partial<HybridRealtimeOptions> = {}, create: (o: Hyb
     clock,
     fetch: server.fetch,
     EventSource: es.ctor,
+    WebSocket: null,
     random: () => 0.5,
     locks: null,
     BroadcastChannel: null,

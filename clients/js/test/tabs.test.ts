@@ -23,7 +23,7 @@ function browser() {
       getToken: tokens.getToken,
       eventHandlers: { '*': (e) => got.push(e) },
       eventTypes: ['notification'],
-      clock, fetch: server.fetch, EventSource: es.ctor, random: Math.random, window: null,
+      clock, fetch: server.fetch, EventSource: es.ctor, WebSocket: null, random: Math.random, window: null,
       locks, BroadcastChannel: BC,
       ...over,
     });
