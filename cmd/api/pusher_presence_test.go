@@ -162,6 +162,93 @@ func TestPresenceInstanceKilled(t *testing.T) {
 	_ = doomed
 }
 
+// TestPresenceThreeDoors: a pusher-js user on instance A, an SSE user (the
+// Go client, SSE only) on B and a WebSocket user (the Go client over
+// hybridrt.v1) on C share one presence channel: each sees the same three
+// members, and every instance's GET /v1/presence lists them. C is killed:
+// its member is gone for the others within 30 s.
+func TestPresenceThreeDoors(t *testing.T) {
+	t.Parallel()
+	procs := startProcs(t, 3, pgtest.NewURL(t, true))
+	pa, pb, pc := procs[0], procs[1], procs[2]
+	acme := setupTenant(t, pa, "Acme")
+	c := client.New(pa.url, acme.APIKey)
+
+	pj := startPusherJS(t, pusherConfigAt(t, pa.url, acme.Tenant.ID, acme.SigningKey.Kid, acme.SigningKey.Secret))
+	pj.do(map[string]any{"op": "subscribe", "channel": "presence-room", "user": map[string]any{"user_id": "pj", "user_info": map[string]any{"name": "pj"}}})
+	pj.waitFor(pusherLine("subscribed", "channel", "presence-room"), 10*time.Second)
+
+	subscribe := func(p *apiProc, user string, transport client.Transport) *client.Subscription {
+		s, err := client.Subscribe(t.Context(), client.SubscribeOptions{
+			URL: p.url, Channels: []string{"presence-room"}, Transports: []client.Transport{transport},
+			Token: func(ctx context.Context) (string, error) {
+				tok, err := c.Mint(ctx, client.TokenRequest{Sub: user, Channels: []string{"presence-*"}, Info: json.RawMessage(`{"name":"` + user + `"}`)})
+				return tok.Token, err
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	membersOf := func(s *client.Subscription) string {
+		ms, _ := s.Members("presence-room")
+		var ids []string
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	waitMembers := func(who string, s *client.Subscription, want string, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); membersOf(s) != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees members %q after %v, want %s", who, membersOf(s), within, want)
+			}
+		}
+	}
+	sse := subscribe(pb, "sse", client.SSE)
+	waitMembers("the SSE user", sse, "pj,sse", 10*time.Second)
+	if line := pj.waitFor(eventLine("presence-room", "pusher:member_added"), 10*time.Second); !strings.Contains(dataOf(line), `"sse"`) {
+		t.Fatalf("pusher-js was told of %v, want sse joining", line)
+	}
+	ws := subscribe(pc, "ws", client.WebSocket)
+	waitMembers("the WebSocket user", ws, "pj,sse,ws", 10*time.Second)
+	waitMembers("the SSE user", sse, "pj,sse,ws", 10*time.Second)
+	if line := pj.waitFor(eventLine("presence-room", "pusher:member_added"), 10*time.Second); !strings.Contains(dataOf(line), `"ws"`) {
+		t.Fatalf("pusher-js was told of %v, want ws joining", line)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, p := range procs {
+		status, body, err := httpCall(hc, "GET", p.url+"/v1/presence/presence-room", acme.APIKey, "")
+		var got struct{ Members []presence.Member }
+		if err != nil || status != http.StatusOK || json.Unmarshal(body, &got) != nil {
+			t.Fatalf("GET /v1/presence via %s = %d %s (%v)", p.name, status, body, err)
+		}
+		var ids []string
+		for _, m := range got.Members {
+			ids = append(ids, m.UserID)
+		}
+		if strings.Join(ids, ",") != "pj,sse,ws" {
+			t.Errorf("GET /v1/presence via %s lists %v, want pj, sse and ws", p.name, ids)
+		}
+	}
+
+	pc.kill()
+	killed := time.Now()
+	line := pj.waitFor(eventLine("presence-room", "pusher:member_removed"), 35*time.Second)
+	if !strings.Contains(dataOf(line), `"ws"`) {
+		t.Errorf("pusher-js was told of %v, want ws leaving", line)
+	}
+	waitMembers("the SSE user", sse, "pj,sse", 35*time.Second-time.Since(killed))
+	if took := time.Since(killed); took > 30*time.Second {
+		t.Errorf("the killed instance's member went after %v, want within 30 s", took.Round(time.Millisecond))
+	} else {
+		t.Logf("the killed instance's member was gone for pusher-js and the SSE user %v after the kill", took.Round(time.Millisecond))
+	}
+}
+
 // TestPresenceListenerKilled: joins and leaves on one instance while the
 // other's LISTEN connection is down reach the other's subscribers anyway,
 // once each, when it reconnects and reads the members again.

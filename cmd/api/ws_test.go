@@ -254,6 +254,76 @@ func TestNativeWebSocketCloseHandshake(t *testing.T) {
 	}
 }
 
+// TestNativeWebSocketPublishRefusals: an expired token in the first
+// message closes with 4001 before anything is read; client events past the
+// per-connection rate get a rate_limited error each, with their ref, and
+// only the accepted ones are stored; an event type that is not client- is
+// refused; the connection goes on after every refusal.
+func TestNativeWebSocketPublishRefusals(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	in := newInstance(t, pool, testConfig())
+	acme := in.signup("Acme")
+	c := client.New(in.url, acme.APIKey)
+	if res := in.do("PATCH", "/v1/tenant/settings", acme.APIKey, `{"clientEvents":true}`); res.status != 200 {
+		t.Fatalf("enable client events = %d %s", res.status, res.body)
+	}
+	stored := func() int { return pgtest.Count(t, pool, `SELECT count(*) FROM events`) }
+	mint := func(ttl time.Duration) string {
+		tok, err := c.Mint(t.Context(), client.TokenRequest{Sub: "ada", Channels: []string{"chat:*"}, Publish: []string{"chat:*"}, TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Token
+	}
+
+	expired := mint(time.Second)
+	time.Sleep(2100 * time.Millisecond) // exp is in whole seconds
+	s := dialWS(t, in, "")
+	s.send(map[string]any{"op": "auth", "token": expired})
+	if code := s.closed(); code != hybridws.CodeUnauthorized {
+		t.Errorf("an expired token in the first message: closed with %d, want %d", code, hybridws.CodeUnauthorized)
+	}
+
+	s = dialWS(t, in, "")
+	s.send(map[string]any{"op": "auth", "token": mint(time.Hour)})
+	s.expect("ready")
+	before := stored()
+	s.send(map[string]any{"op": "publish", "channel": "chat:1", "type": "typing", "ref": "t"})
+	if m := s.expect("error"); m["ref"] != "t" || m["code"] == nil || m["code"] == "" {
+		t.Errorf("a client event whose type is not client-: %v, want an error with ref t", m)
+	}
+	if n := stored() - before; n != 0 {
+		t.Errorf("a refused client event stored %d events", n)
+	}
+	// The rate is CLIENT_EVENT_RATE (10) a second with a burst of 10: a
+	// burst of 15 gets errors for about 5, each with its ref.
+	for i := range 15 {
+		s.send(map[string]any{"op": "publish", "channel": "chat:1", "type": "client-cursor", "data": map[string]int{"x": i}, "ref": fmt.Sprint("b", i)})
+	}
+	accepted, limited := 0, 0
+	for range 15 {
+		switch m := s.next(); {
+		case m["op"] == "published":
+			accepted++
+		case m["op"] == "error" && strings.HasSuffix(fmt.Sprint(m["code"]), "rate_limited"):
+			limited++
+		default:
+			t.Fatalf("in a burst of client events: %v", m)
+		}
+	}
+	if accepted < 9 || accepted > 11 || limited < 4 {
+		t.Errorf("a burst of 15: %d published, %d rate-limited; want about 10 and the rest refused", accepted, limited)
+	}
+	if n := stored() - before; n != accepted {
+		t.Errorf("stored %d of a burst with %d acknowledged", n, accepted)
+	}
+	s.send(map[string]any{"op": "ping", "ref": "after"})
+	if m := s.expect("pong"); m["ref"] != "after" {
+		t.Fatalf("after the refusals: %v", m)
+	}
+}
+
 // TestNativeWebSocketRefusals: bad handshakes are 4xx before the upgrade;
 // bad messages close with a code that says why; nothing is stored.
 func TestNativeWebSocketRefusals(t *testing.T) {
