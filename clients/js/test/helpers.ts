@@ -1,8 +1,8 @@
-// Fakes at the edges: a clock, the service (as fetch), EventSource, Web
+// Fakes at the edges: a clock, the service (as fetch), EventSource, WebSocket, Web
 // Locks, BroadcastChannel and window. Everything runs on the fake clock;
 // flush() lets pending promise chains settle.
 
-import type { Clock, EventSourceLike, FetchLike, HybridEvent, LockManagerLike, MessageLike } from '../src/types.js';
+import type { Clock, EventSourceLike, FetchLike, HybridEvent, LockManagerLike, MessageLike, WebSocketLike } from '../src/types.js';
 
 /** flush lets every pending promise chain and fake message delivery settle. */
 export async function flush(): Promise<void> {
@@ -105,6 +105,7 @@ export interface FakeRequest {
   token: string | null;
   signal: AbortSignal | undefined;
   aborted: boolean;
+  body: any; // the JSON body, parsed
 }
 
 export interface FakeResponse {
@@ -162,6 +163,7 @@ export class FakeServer {
       token: auth && auth.startsWith('Bearer ') ? auth.slice(7) : null,
       signal: init.signal,
       aborted: false,
+      body: init.body ? JSON.parse(init.body) : null,
     };
     this.requests.push(req);
     const override = this.routes.get(`${req.method} ${req.path}`);
@@ -413,4 +415,98 @@ export class FakeWindow extends Target {
     this.document.visibilityState = visible ? 'visible' : 'hidden';
     this.document.dispatch('visibilitychange');
   }
+}
+
+// --- WebSocket -------------------------------------------------------------------
+
+/** FakeWebSocket is a browser WebSocket the test plays the server of (hybridrt.v1). */
+export class FakeWebSocket implements WebSocketLike {
+  readyState = 0;
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  sent: any[] = [];
+  closedWith: number | null = null;
+
+  constructor(readonly url: string, readonly protocols?: string | string[]) {}
+
+  get closed(): boolean {
+    return this.readyState === 3;
+  }
+
+  /** autoPong answers the client's pings, as a live server does. */
+  autoPong = true;
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error('send on a WebSocket that is not open');
+    const m = JSON.parse(data);
+    this.sent.push(m);
+    if (m.op === 'ping' && this.autoPong) queueMicrotask(() => this.readyState === 1 && this.msg({ op: 'pong', ref: m.ref }));
+  }
+
+  close(code = 1000): void {
+    if (this.readyState === 3) return;
+    this.closedWith = code;
+    this.readyState = 3; // the client asked: no onclose of ours to follow in these tests
+  }
+
+  /** ops lists the ops the client sent. */
+  ops(): string[] {
+    return this.sent.map((m) => m.op);
+  }
+
+  /** sentOf returns the last message of op the client sent. */
+  sentOf(op: string): any {
+    const m = [...this.sent].reverse().find((x) => x.op === op);
+    if (!m) throw new Error(`the client sent no ${op}; it sent ${this.ops().join(', ')}`);
+    return m;
+  }
+
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+
+  msg(m: Record<string, unknown>): void {
+    if (this.readyState !== 1) throw new Error(`message ${String(m.op)} on a WebSocket that is not open`);
+    this.onmessage?.({ data: JSON.stringify(m) });
+  }
+
+  /** live opens, answers auth with ready and the subscribe with subscribed. */
+  live(cursor: string, connectionId = 'c_ws0123456789abcdef0123456'): void {
+    this.open();
+    this.msg({ op: 'ready', connectionId, cursor });
+    this.msg({ op: 'subscribed', ref: this.sentOf('subscribe').ref });
+  }
+
+  event(e: HybridEvent): void {
+    this.msg({ op: 'event', event: e });
+  }
+
+  /** fail ends the connection from the server's side, or as a refused upgrade (1006). */
+  fail(code = 1006, reason = ''): void {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+
+/** webSockets returns a WebSocket constructor that records what it made. */
+export function webSockets() {
+  const made: FakeWebSocket[] = [];
+  class WS extends FakeWebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      made.push(this);
+    }
+  }
+  return {
+    ctor: WS,
+    made,
+    get last(): FakeWebSocket {
+      const ws = made[made.length - 1];
+      if (!ws) throw new Error('no WebSocket yet');
+      return ws;
+    },
+  };
 }

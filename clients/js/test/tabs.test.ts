@@ -143,4 +143,31 @@ describe('tabs', () => {
     a.client.close();
     b.client.close();
   });
+
+  test('presence reaches the followers: the members when they join, then every change; their publish goes over HTTP naming the shared connection', async () => {
+    const { server, es, open } = browser();
+    const a = open({ channels: ['presence-room'] });
+    await flush();
+    es.last.ready('10', 'c_leader');
+    es.last.emit('presence', { channel: 'presence-room', members: [{ id: 'ann' }, { id: 'bo' }] });
+    await flush();
+    const b = open({ channels: ['presence-room'] });
+    await flush();
+    assert.equal(b.client.state.role, 'follower');
+    const room = b.client.presence('presence-room');
+    assert.deepEqual(room.members?.map((m) => m.id), ['ann', 'bo'], 'the leader\'s members, in the welcome');
+    const joined: string[] = [];
+    room.onJoin((m) => joined.push(m.id));
+    es.last.emit('member_added', { channel: 'presence-room', member: { id: 'cy' } });
+    await flush();
+    assert.deepEqual(joined, ['cy']);
+    assert.deepEqual(room.members?.map((m) => m.id), ['ann', 'bo', 'cy']);
+
+    server.route('POST', '/api/realtime/publish', () => ({ status: 201, body: { ids: ['11'] } }));
+    assert.equal(await b.client.publish('presence-room', 'client-typing', { typing: true }), '11');
+    const [req] = server.requestsTo('/api/realtime/publish');
+    assert.equal(req.body.connectionId, 'c_leader');
+    a.client.close();
+    b.client.close();
+  });
 });
