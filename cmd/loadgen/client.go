@@ -140,11 +140,9 @@ type signup struct {
 	appKey string // the signing key's kid: the Pusher app key
 }
 
-// signUp creates a fresh tenant, so the run's event ids are its own and
-// start at 1, and mints one subscriber token for channel. With pusher set,
-// it also makes channel public, so Pusher clients may subscribe to it
-// without an auth signature.
-func (a *api) signUp(ctx context.Context, operatorToken, channel string, ttl time.Duration, pusher bool) (signup, error) {
+// newTenant signs up a fresh tenant, so the run's event ids are its own and
+// start at 1, and returns its API key and app key.
+func (a *api) newTenant(ctx context.Context, operatorToken string) (signup, error) {
 	var tenant struct {
 		APIKey     string `json:"apiKey"`
 		SigningKey struct {
@@ -155,7 +153,18 @@ func (a *api) signUp(ctx context.Context, operatorToken, channel string, ttl tim
 	if err := a.call(ctx, http.MethodPost, "/v1/tenants", operatorToken, map[string]string{"name": name}, &tenant); err != nil {
 		return signup{}, fmt.Errorf("sign up: %w", err)
 	}
-	su := signup{apiKey: tenant.APIKey, appKey: tenant.SigningKey.Kid}
+	return signup{apiKey: tenant.APIKey, appKey: tenant.SigningKey.Kid}, nil
+}
+
+// signUp creates a fresh tenant (newTenant) and mints one subscriber token
+// for channel. With pusher set,
+// it also makes channel public, so Pusher clients may subscribe to it
+// without an auth signature.
+func (a *api) signUp(ctx context.Context, operatorToken, channel string, ttl time.Duration, pusher bool) (signup, error) {
+	su, err := a.newTenant(ctx, operatorToken)
+	if err != nil {
+		return signup{}, err
+	}
 	var tok struct {
 		Token string `json:"token"`
 	}

@@ -13,11 +13,18 @@
 // status is 1 when an event was missing or duplicated, a subscriber could
 // not connect, or the server's goroutines stayed above their baseline.
 //
+// With -scenario presence-chat the subscribers are instead the members of
+// one presence channel, each a user of its own over hybridrt's own
+// WebSocket, that wait until each has seen all the others and then publish
+// client events to one another (chat.go): every acknowledged event must
+// reach every member but its sender, once and in order.
+//
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s
 //	go run ./cmd/loadgen -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $(pgrep -n api) -idle-sample
 //	go run ./cmd/loadgen -subscribers 100 -publishers 16 -duration 10s -pid $API_PID -raw-db $DATABASE_URL
 //	go run ./cmd/loadgen -transport pusher -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $API_PID -idle-sample
 //	go run ./cmd/loadgen -transport ws -subscribers 10000 -rate 1 -publishers 1 -duration 30s -pid $API_PID -idle-sample
+//	go run ./cmd/loadgen -scenario presence-chat -subscribers 1000 -rate 100 -duration 20s -settle 30s -pid $API_PID
 //
 // See docs/benchmarks.md for how the project's figures were taken.
 package main
@@ -60,6 +67,8 @@ type options struct {
 	operatorToken string
 	cpuProfile    string
 	rawDB         string
+	scenario      string
+	joinWait      time.Duration
 }
 
 func main() {
@@ -81,6 +90,8 @@ func main() {
 	flag.StringVar(&o.operatorToken, "operator-token", os.Getenv("OPERATOR_TOKEN"), "bearer token for sign-up when the server runs with SIGNUP=closed (default $OPERATOR_TOKEN)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file, to check what it costs")
 	flag.StringVar(&o.rawDB, "raw-db", "", "after the run, measure PostgreSQL's own rate of BEGIN; INSERT; SELECT pg_notify; COMMIT transactions in the database at this `DATABASE_URL`, with -publishers clients for -duration, in a scratch table "+rawTable+" that is dropped afterwards; the report compares the publish rate with it")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout: -publishers publish over HTTP to -subscribers; "+scenarioChat+": -subscribers members of the presence channel presence-<channel> (hybridrt.v1 WebSocket, a token and user each) publish client events to each other, -rate events/s in all, each delivered to every member but its sender")
+	flag.DurationVar(&o.joinWait, "join-wait", time.Minute, "with -scenario "+scenarioChat+", how long to wait, once all have joined, for every member to see all the others")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags]\n\nLoad-tests a hybridrt server over HTTP and SSE or WebSocket; see docs/benchmarks.md.\n\n")
 		flag.PrintDefaults()
@@ -89,7 +100,24 @@ func main() {
 	if flag.NArg() > 0 {
 		fail("unexpected argument %q; every setting is a flag (-h lists them)", flag.Arg(0))
 	}
+	transportSet := false
+	flag.Visit(func(f *flag.Flag) { transportSet = transportSet || f.Name == "transport" })
+	if o.scenario == scenarioChat && !transportSet {
+		o.transport = "ws" // members need the protocol that publishes and has presence
+	}
 	switch {
+	case o.scenario != "fanout" && o.scenario != scenarioChat:
+		fail("-scenario %q: fanout or %s", o.scenario, scenarioChat)
+	case o.scenario == scenarioChat && o.transport != "ws":
+		fail("-scenario %s runs over hybridrt's own WebSocket: leave -transport out or give ws", scenarioChat)
+	case o.scenario == scenarioChat && o.subscribers < 2:
+		fail("-scenario %s needs at least 2 members (-subscribers)", scenarioChat)
+	case o.scenario == scenarioChat && o.rate <= 0:
+		fail("-scenario %s needs -rate, the client events per second of all members together", scenarioChat)
+	case o.scenario == scenarioChat && (o.rawDB != "" || o.idleSample):
+		fail("-scenario %s takes neither -raw-db nor -idle-sample", scenarioChat)
+	case o.joinWait <= 0:
+		fail("-join-wait must be positive")
 	case o.transport != "sse" && o.transport != "ws" && o.transport != "pusher":
 		fail("-transport %q: sse, ws or pusher", o.transport)
 	case o.subscribers < 0:
@@ -153,6 +181,9 @@ func (r report) line(name, format string, args ...any) {
 func run(o options, out io.Writer) (ok bool, err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.scenario == scenarioChat {
+		return runChat(ctx, o, out)
+	}
 	if o.transport == "" {
 		o.transport = "sse"
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -83,4 +84,50 @@ func selfUsage() (user, sys time.Duration, maxRSS int64) {
 		return 0, 0, 0
 	}
 	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano()), ru.Maxrss
+}
+
+// procWrites reads a process's write system calls so far (syscw in
+// /proc/PID/io, readable by its owner or root): with the deliveries, it says
+// how many events each write to a socket carried.
+func procWrites(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no syscw in /proc/%d/io", pid)
+}
+
+// machineCPU reads the whole machine's busy and total CPU ticks so far, from
+// the first line of /proc/stat (idle and iowait count as not busy): on a
+// shared 2-core machine, how much of it a run had.
+func machineCPU() (busy, total int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, errors.New("cannot parse /proc/stat")
+	}
+	var idle int64
+	for i, s := range f[1:] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, errors.New("cannot parse /proc/stat")
+		}
+		if i >= 8 {
+			break // guest and guest_nice are already in user and nice
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return total - idle, total, nil
 }

@@ -84,8 +84,8 @@ func startAPI(t *testing.T) (string, int) {
 }
 
 // TestRunRealServer runs the load generator against a real server, over
-// SSE, over hybridrt's own WebSocket and over the Pusher door, with the
-// server's goroutine check.
+// SSE, over hybridrt's own WebSocket and over the Pusher door, and the
+// presence-chat scenario, with the server's goroutine check.
 func TestRunRealServer(t *testing.T) {
 	base, pid := startAPI(t)
 	for _, transport := range []string{"sse", "ws", "pusher"} {
@@ -108,4 +108,24 @@ func TestRunRealServer(t *testing.T) {
 			}
 		})
 	}
+	// Client events between the members of a presence channel: 5 members
+	// at 4 events/s each for 1 s, each event due to the 4 others.
+	t.Run(scenarioChat, func(t *testing.T) {
+		o := options{
+			url: base, scenario: scenarioChat, transport: "ws", subscribers: 5, channel: "room", rate: 20,
+			duration: time.Second, settle: 5 * time.Second, joinWait: 10 * time.Second, sources: 2, openParallel: 5, pid: pid,
+		}
+		var out bytes.Buffer
+		ok, err := run(o, &out)
+		report := out.String()
+		if err != nil || !ok {
+			t.Fatalf("ok %v, err %v:\n%s", ok, err, report)
+		}
+		for _, want := range []string{"members seeing all before publishing: 5/5\n", "events acknowledged: 20\n",
+			"delivered/expected: 80/80\n", "delivered to the sender: 0\n", "out-of-order: 0\n", "latency samples: 80\n"} {
+			if !strings.Contains(report, want) {
+				t.Errorf("no %q in:\n%s", want, report)
+			}
+		}
+	})
 }
