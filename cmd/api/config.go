@@ -43,6 +43,7 @@ type Config struct {
 	Pusher                 pusher.Config   // the Pusher-protocol WebSocket door
 	WS                     hybridws.Config // hybridrt's own WebSocket protocol
 	PresenceMaxMembers     int             // distinct users in one presence channel
+	WebhookAllowPrivate    bool            // webhooks may reach internal addresses and http URLs (development)
 }
 
 // loadConfig reads and checks the environment. It reports every problem at
@@ -138,6 +139,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 	default:
 		bad("PPROF=%q is not on or off", pprof)
+	}
+	switch v := strings.ToLower(env("WEBHOOK_ALLOW_PRIVATE", "false")); v {
+	case "false":
+	case "true":
+		cfg.WebhookAllowPrivate = true
+	default:
+		bad("WEBHOOK_ALLOW_PRIVATE=%q is not true or false; true lets webhooks reach loopback and private addresses over plain http, for development only", v)
 	}
 	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < 24 {
 		bad("OPERATOR_TOKEN is shorter than 24 characters: use a long random string, e.g. `openssl rand -hex 32`")

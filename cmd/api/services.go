@@ -18,6 +18,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
+	"github.com/hybridrt/hybridrt/internal/webhook"
 )
 
 // services are the long-lived parts of one instance, shared by its handlers.
@@ -42,6 +43,9 @@ type services struct {
 
 	clientEvents *realtime.ClientEvents // from subscribers of hybridrt's own transports
 	ws           *hybridws.Door         // hybridrt's own WebSocket protocol
+
+	webhooks  *webhook.Worker    // sends the outbox's webhooks
+	occupancy *webhook.Occupancy // decides channel_occupied and channel_vacated
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, error) {
@@ -73,15 +77,22 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas, shared),
 		shared:   shared,
 	}
+	sender := webhook.NewSender(webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate})
+	quotas.CheckWebhookURL = checkWebhookURL(sender, cfg.WebhookAllowPrivate)
+	s.webhooks = &webhook.Worker{Pool: pool, Targets: webhookTargets(quotas, signing), Post: sender.Post, Log: log}
+	s.occupancy = &webhook.Occupancy{Pool: pool, Log: log, InstanceDead: realtime.InstanceDead}
 	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
 	s.presence.MaxMembers = cfg.PresenceMaxMembers
+	s.presence.Changed = webhook.MemberChanged
 	s.clientEvents = &realtime.ClientEvents{
 		Publisher: s.pub, Limits: s.limits, Settings: quotas.Settings,
 		PerConnection: web.NewBuckets[string](rate.Limit(cfg.Pusher.ClientEventRate), cfg.Pusher.ClientEventRate),
+		Webhook:       webhook.ClientEvent,
 	}
 	s.pusher = &pusher.Door{
 		Log: log, Hub: s.hub, Store: store, Registry: s.registry, Keys: s.verifier, Settings: quotas,
 		Presence: s.presence, Publisher: s.pub, Limits: s.limits, Pool: pool, Config: cfg.Pusher,
+		Webhook: webhook.ClientEvent, CacheMiss: webhook.CacheMiss(pool, log),
 	}
 	s.pusher.Init()
 	s.ws = &hybridws.Door{
@@ -114,4 +125,6 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.presence.Run(ctx, log) })
 	g.Go(func() error { return s.pusher.Run(ctx) })
 	g.Go(func() error { return s.ws.Run(ctx) })
+	g.Go(func() error { return s.webhooks.Run(ctx) })
+	g.Go(func() error { return s.occupancy.Run(ctx) })
 }

@@ -55,6 +55,11 @@ type Registry struct {
 	// MaxMembers is the most distinct users one presence channel may have
 	// (PRESENCE_MAX_MEMBERS; Pusher's 100 by default). Set it before use.
 	MaxMembers int
+	// Changed, when set, is called for every join of a new member and every
+	// leave of a member's last connection, inside the transaction that
+	// makes the change (the webhooks' outbox writes there). An error rolls
+	// the change back. Set it before use.
+	Changed func(ctx context.Context, tx pgx.Tx, tenantID tenant.ID, channel string, c Change) error
 
 	pool       *pgxpool.Pool
 	instanceID string
@@ -206,7 +211,7 @@ func (p *Registry) join(ctx context.Context, tenantID tenant.ID, channel, connID
 			return nil
 		}
 		version++
-		return announce(ctx, tx, note{Tenant: tenantID, Channel: channel, Version: version, Added: true, UserID: m.UserID, Info: m.Info})
+		return p.announce(ctx, tx, note{Tenant: tenantID, Channel: channel, Version: version, Added: true, UserID: m.UserID, Info: m.Info})
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("presence: join %q: %w", channel, err)
@@ -232,7 +237,7 @@ func (p *Registry) Leave(ctx context.Context, tenantID tenant.ID, channel, connI
 		if err != nil {
 			return err
 		}
-		_, err = leftIfLast(ctx, tx, tenantID, channel, version, []string{userID})
+		_, err = p.leftIfLast(ctx, tx, tenantID, channel, version, []string{userID})
 		return err
 	})
 	if err != nil {
@@ -255,7 +260,7 @@ func lockChannel(ctx context.Context, tx pgx.Tx, tenantID tenant.ID, channel str
 // leftIfLast announces, for each of users that has no connection left in
 // the channel, that it left; the channel's lock is held at version. It
 // returns the new version.
-func leftIfLast(ctx context.Context, tx pgx.Tx, tenantID tenant.ID, channel string, version int64, users []string) (int64, error) {
+func (p *Registry) leftIfLast(ctx context.Context, tx pgx.Tx, tenantID tenant.ID, channel string, version int64, users []string) (int64, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT u FROM unnest($3::text[]) AS u
 		 WHERE NOT EXISTS (SELECT 1 FROM presence_members WHERE tenant_id = $1 AND channel = $2 AND user_id = u)`,
@@ -269,18 +274,24 @@ func leftIfLast(ctx context.Context, tx pgx.Tx, tenantID tenant.ID, channel stri
 	}
 	for _, u := range gone {
 		version++
-		if err := announce(ctx, tx, note{Tenant: tenantID, Channel: channel, Version: version, UserID: u}); err != nil {
+		if err := p.announce(ctx, tx, note{Tenant: tenantID, Channel: channel, Version: version, UserID: u}); err != nil {
 			return version, err
 		}
 	}
 	return version, nil
 }
 
-// announce records a change's version and notifies every instance.
-func announce(ctx context.Context, tx pgx.Tx, n note) error {
+// announce records a change's version, tells Changed, and notifies every
+// instance.
+func (p *Registry) announce(ctx context.Context, tx pgx.Tx, n note) error {
 	payload, err := json.Marshal(n)
 	if err != nil {
 		return err
+	}
+	if p.Changed != nil {
+		if err := p.Changed(ctx, tx, n.Tenant, n.Channel, Change{Added: n.Added, Member: Member{UserID: n.UserID, Info: n.Info}}); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE presence_channels SET version = $3 WHERE tenant_id = $1 AND channel = $2`,
 		n.Tenant, n.Channel, n.Version); err != nil {

@@ -50,7 +50,7 @@ func (p *Registry) sweep(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			_, err = leftIfLast(ctx, tx, k.tenant, k.channel, version, dedupe(users))
+			_, err = p.leftIfLast(ctx, tx, k.tenant, k.channel, version, dedupe(users))
 			return err
 		})
 		if err != nil {

@@ -255,6 +255,10 @@ func (c *conn) activate(channels map[string]bool) [][]byte {
 		if err != nil || last == nil { // a store error: no cache is better than no subscription
 			frames = append(frames, wsconn.Text([]byte(`{"event":"pusher:cache_miss","channel":`+string(appendJSONString(nil, name))+`}`)))
 			cacheMisses.Inc()
+			if c.d.CacheMiss != nil && err == nil {
+				// Not on the writer's time: the webhook is an INSERT.
+				go c.d.CacheMiss(context.WithoutCancel(c.Ctx), c.tenantID, name)
+			}
 			continue
 		}
 		frames = append(frames, eventFrame(last))

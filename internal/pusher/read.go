@@ -390,7 +390,11 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 		fail(codeClientEventLimit, "Client event rejected: this app is over its publish rate")
 		return
 	}
-	_, err = c.d.Publisher.Publish(ctx, c.tenantID, realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID, Sender: sender}.One(), "", nil)
+	d := realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID, Sender: sender}
+	if c.d.Webhook != nil {
+		d.Webhook = c.d.Webhook(settings, d)
+	}
+	_, err = c.d.Publisher.Publish(ctx, c.tenantID, d.One(), "", nil)
 	if err != nil {
 		fail(0, "Client event not stored: the service is unavailable; send it again")
 		return

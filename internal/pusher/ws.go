@@ -79,6 +79,11 @@ type Door struct {
 	Limits    *realtime.Limits
 	Pool      *pgxpool.Pool
 	Config    Config
+	// Webhook, when set, gives the webhook a client event sends.
+	Webhook realtime.WebhookFunc
+	// CacheMiss, when set, is told of every subscription to a cache-
+	// channel that has no event to give (the cache_miss webhook).
+	CacheMiss func(ctx context.Context, tenantID tenant.ID, channel string)
 
 	prefixMu sync.Mutex
 	prefix   int64        // this instance's socket id prefix, unique across instances; 0 until taken

@@ -39,6 +39,8 @@ type ClientEvents struct {
 	// PerConnection holds each sending connection (or, without one, each
 	// user) to its rate.
 	PerConnection *web.Buckets[string]
+	// Webhook, when set, gives the webhook an event sends (its client_event).
+	Webhook WebhookFunc
 }
 
 // ClientEvent is a client event as a subscriber sends it.
@@ -141,7 +143,11 @@ func (ce *ClientEvents) Publish(ctx context.Context, s auth.Subscriber, ev Clien
 	if bad != nil {
 		return 0, bad.problem("")
 	}
-	res, err := ce.Publisher.Publish(ctx, s.TenantID, Draft{Channel: ev.Channel, Type: ev.Type, Data: data, Origin: ev.ConnectionID, Sender: s.Subject}.One(), "", nil)
+	d := Draft{Channel: ev.Channel, Type: ev.Type, Data: data, Origin: ev.ConnectionID, Sender: s.Subject}
+	if ce.Webhook != nil {
+		d.Webhook = ce.Webhook(set, d)
+	}
+	res, err := ce.Publisher.Publish(ctx, s.TenantID, d.One(), "", nil)
 	if err != nil {
 		return 0, web.Unavailable(err)
 	}

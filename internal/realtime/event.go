@@ -85,7 +85,15 @@ type Draft struct {
 	Data    json.RawMessage `json:"data"`
 	Origin  string          `json:"-"` // the connection that must not receive it live; see Event.Origin
 	Sender  string          `json:"-"` // see Event.Sender
+	// Webhook is a webhook event (JSON) that storing this event sends: a
+	// client event's client_event. It goes into the webhook outbox in the
+	// event's own transaction, so the two commit together. nil for none.
+	Webhook json.RawMessage `json:"-"`
 }
+
+// WebhookFunc returns the webhook event a client event d sends, given its
+// tenant's settings, or nil when the tenant takes none (ClientEvents.Webhook).
+type WebhookFunc func(s tenant.Settings, d Draft) json.RawMessage
 
 // One returns the draft as a publish request of one event.
 func (d Draft) One() []Draft { return []Draft{d} }

@@ -394,6 +394,25 @@ func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest)
 		  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u (t, b, c, ty, d, o, s)
 		RETURNING tenant_id, id, created_at`,
 		tids, backs, channels, types, datas, origins, senders)
+	// Webhook rows, after their events: the outbox is read in id order.
+	var (
+		hookTenants []int64
+		hookRows    []string
+	)
+	for _, r := range requests {
+		for _, d := range r.drafts {
+			if d.Webhook != nil {
+				hookTenants = append(hookTenants, int64(r.tenantID))
+				hookRows = append(hookRows, string(d.Webhook))
+			}
+		}
+	}
+	if len(hookRows) > 0 {
+		batch.Queue(`
+			INSERT INTO webhook_outbox (tenant_id, event)
+			SELECT t, e::json FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u (t, e, n) ORDER BY n`,
+			hookTenants, hookRows)
+	}
 	i := 0
 	for _, r := range requests {
 		if r.idemKey != "" {

@@ -14,6 +14,10 @@ import (
 //
 // The values it returns are shared: callers must not modify their slices.
 type Cache struct {
+	// CheckWebhookURL, when set, says why a webhook URL may not be used
+	// (set it before use).
+	CheckWebhookURL func(ctx context.Context, url string) error
+
 	store *Store
 	ttl   time.Duration
 
@@ -90,7 +94,19 @@ func (c *Cache) Forget(id ID) {
 
 // UpdateSettings changes tenant id's settings as Store.UpdateSettings does,
 // and forgets the cached ones, so this instance sees the change at once.
+//
+// A webhookUrl is checked with CheckWebhookURL first, when set: where it may
+// point is the webhook sender's rule (https only, no internal address),
+// not the settings' shape.
 func (c *Cache) UpdateSettings(ctx context.Context, id ID, p SettingsPatch) (Settings, error) {
+	if p.WebhookURL != nil && *p.WebhookURL != "" && c.CheckWebhookURL != nil {
+		if err := p.Validate(); err != nil {
+			return Settings{}, err
+		}
+		if err := c.CheckWebhookURL(ctx, *p.WebhookURL); err != nil {
+			return Settings{}, &SettingError{Field: "webhookUrl", Reason: `"webhookUrl": ` + err.Error()}
+		}
+	}
 	s, err := c.store.UpdateSettings(ctx, id, p)
 	c.Forget(id) // even after an error: the update may have committed
 	return s, err

@@ -31,8 +31,9 @@ type Settings struct {
 	// ClientEvents lets clients trigger client-… events on private and
 	// presence channels.
 	ClientEvents bool `json:"clientEvents"`
-	// WebhookURL and WebhookEvents are kept for webhooks: only their shape
-	// is checked here; nothing is sent yet.
+	// WebhookURL is where the tenant's webhooks go, WebhookEvents which
+	// ones it takes (internal/webhook). Only their shape is checked here:
+	// Cache.CheckWebhookURL says where a URL may point.
 	WebhookURL    string   `json:"webhookUrl"`
 	WebhookEvents []string `json:"webhookEvents"`
 }
@@ -170,7 +171,7 @@ func validWebhookURL(s string) error {
 	switch {
 	case len(s) > 2048:
 		return bad("is longer than 2048 characters")
-	case err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "":
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "":
 		return bad(`must be an https:// URL such as "https://example.com/pusher/webhook", or "" for none`)
 	case u.User != nil:
 		return bad("must not carry a user name or password; put a secret in the path or query instead")

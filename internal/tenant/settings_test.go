@@ -74,7 +74,7 @@ func TestSettingsPatchValidate(t *testing.T) {
 		{"all good", SettingsPatch{PublicChannels: list("news"), WebhookURL: str("https://example.com/hook?k=1"), WebhookEvents: list(WebhookEventNames...)}, ""},
 		{"no webhook", SettingsPatch{WebhookURL: str(""), WebhookEvents: list()}, ""},
 		{"bad channels", SettingsPatch{PublicChannels: list("a b")}, "publicChannels"},
-		{"http webhook", SettingsPatch{WebhookURL: str("http://example.com/hook")}, "webhookUrl"},
+		{"ftp webhook", SettingsPatch{WebhookURL: str("ftp://example.com/hook")}, "webhookUrl"},
 		{"relative webhook", SettingsPatch{WebhookURL: str("/hook")}, "webhookUrl"},
 		{"no host", SettingsPatch{WebhookURL: str("https:///hook")}, "webhookUrl"},
 		{"not a URL", SettingsPatch{WebhookURL: str("https://exa mple.com")}, "webhookUrl"},
