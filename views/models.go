@@ -7,7 +7,7 @@ package views
 // current, and who is logged in.
 type Page struct {
 	Title      string
-	Nav        string // "overview", "clients", "events", "keys", "signing-keys", "tokens", "pusher", "operator"
+	Nav        string // "overview", "clients", "events", "keys", "signing-keys", "tokens", "pusher", "webhooks", "operator"
 	CSRF       string // the session's CSRF token; empty when logged out
 	TenantName string
 	Operator   bool

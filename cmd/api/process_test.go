@@ -153,9 +153,10 @@ type apiProc struct {
 	exitedAt time.Time
 }
 
-// startProcs starts n api processes on the database at dbURL and waits until
-// each answers /readyz with 200. They are SIGKILLed when the test ends.
-func startProcs(t *testing.T, n int, dbURL string) []*apiProc {
+// startProcs starts n api processes on the database at dbURL, with env
+// (NAME=value) added to their environment, and waits until each answers
+// /readyz with 200. They are SIGKILLed when the test ends.
+func startProcs(t *testing.T, n int, dbURL string, env ...string) []*apiProc {
 	t.Helper()
 	bin := apiBinary(t)
 	procs := make([]*apiProc, n)
@@ -174,6 +175,7 @@ func startProcs(t *testing.T, n int, dbURL string) []*apiProc {
 			"SECRET_KEY=" + processSecret,
 			"LOG_LEVEL=info",
 		}
+		p.cmd.Env = append(p.cmd.Env, env...)
 		p.cmd.Stdout = p.logs
 		p.cmd.Stderr = p.logs
 		// A safety net for a test binary that dies (a timeout panic): the

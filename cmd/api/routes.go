@@ -104,7 +104,7 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	console := &admin.Console{
 		Log: log, Pool: s.pool, Sessions: s.sessions, Keys: s.keys, Signing: s.signing, Verifier: s.verifier, Tickets: s.tickets,
 		Store: s.store, Hub: s.hub, Publisher: s.pub, Registry: s.registry, Presence: s.presence,
-		Limits: s.limits, Status: s.status, Tenants: s.quotas, Signup: signup, PublicURL: cfg.PublicURL,
+		Limits: s.limits, Status: s.status, Tenants: s.quotas, Webhooks: s.webhooks, Signup: signup, PublicURL: cfg.PublicURL,
 	}
 	r.Route("/console", func(r chi.Router) {
 		r.Use(admin.Headers, admin.CrossOrigin)
@@ -142,6 +142,11 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Post("/pusher/settings", console.HandlePusherSettings)
 			r.Get("/pusher/presence", console.HandlePresenceChannels)
 			r.Get("/pusher/presence/members", console.HandlePresenceMembers)
+			r.Get("/webhooks", console.HandleWebhooks)
+			r.Post("/webhooks/settings", console.HandleWebhookSettings)
+			r.Post("/webhooks/test", console.HandleWebhookTest)
+			r.Post("/webhooks/retry", console.HandleWebhookRetry)
+			r.Get("/webhooks/deliveries", console.HandleWebhookDeliveries)
 		})
 	})
 

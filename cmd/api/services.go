@@ -79,7 +79,7 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 	}
 	sender := webhook.NewSender(webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate})
 	quotas.CheckWebhookURL = checkWebhookURL(sender, cfg.WebhookAllowPrivate)
-	s.webhooks = &webhook.Worker{Pool: pool, Targets: webhookTargets(quotas, signing), Post: sender.Post, Log: log}
+	s.webhooks = &webhook.Worker{Pool: pool, Targets: webhookTargets(tenants, signing), Post: sender.Post, Log: log}
 	s.occupancy = &webhook.Occupancy{Pool: pool, Log: log, InstanceDead: realtime.InstanceDead}
 	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
 	s.presence.MaxMembers = cfg.PresenceMaxMembers

@@ -14,8 +14,10 @@ import (
 // webhookTargets returns where a tenant's webhooks go: its webhookUrl, signed
 // with its oldest active signing key, the one the console's Pusher snippets
 // name as the app key (PUSHER_APP_KEY), so a Pusher handler configured from
-// them accepts the signature.
-func webhookTargets(settings *tenant.Cache, signing *auth.SigningKeys) webhook.Targets {
+// them accepts the signature. Both are read from the database for each
+// batch, not from a cache: another instance's cached settings may not yet
+// have a URL set a moment ago, and "no URL" parks the batch.
+func webhookTargets(settings *tenant.Store, signing *auth.SigningKeys) webhook.Targets {
 	return func(ctx context.Context, id tenant.ID) (webhook.Target, bool, error) {
 		s, err := settings.Settings(ctx, id)
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package admin serves the web console: pages for a tenant's developers
-// (overview, live clients, live event log, test events, keys, tokens) and
-// for the operator, rendered with the templ components of package views
-// and made live with htmx.
+// (overview, live clients, live event log, test events, keys, tokens,
+// Pusher settings, webhooks) and for the operator, rendered with the templ
+// components of package views and made live with htmx.
 //
 // Security: sessions are server-side (Sessions) behind an HttpOnly,
 // SameSite=Lax cookie, __Host- prefixed and Secure when served over TLS.
@@ -27,6 +27,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
+	"github.com/hybridrt/hybridrt/internal/webhook"
 	"github.com/hybridrt/hybridrt/views"
 )
 
@@ -45,8 +46,9 @@ type Console struct {
 	Registry  *realtime.Registry
 	Presence  Presence // presence channels' members, on every instance
 	Limits    *realtime.Limits
-	Status    *tenant.Status // which tenants the operator suspended
-	Tenants   *tenant.Cache  // tenants' settings, read and changed through the instance's cache
+	Status    *tenant.Status  // which tenants the operator suspended
+	Tenants   *tenant.Cache   // tenants' settings, read and changed through the instance's cache
+	Webhooks  *webhook.Worker // sends the console's test webhooks
 	Signup    auth.SignupPolicy
 	PublicURL string
 

@@ -395,6 +395,8 @@ func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest)
 		RETURNING tenant_id, id, created_at`,
 		tids, backs, channels, types, datas, origins, senders)
 	// Webhook rows, after their events: the outbox is read in id order.
+	// The tenant's settings as committed decide, as webhook.Wanted does:
+	// the row was built from a cached copy.
 	var (
 		hookTenants []int64
 		hookRows    []string
@@ -410,7 +412,10 @@ func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest)
 	if len(hookRows) > 0 {
 		batch.Queue(`
 			INSERT INTO webhook_outbox (tenant_id, event)
-			SELECT t, e::json FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u (t, e, n) ORDER BY n`,
+			SELECT u.t, u.e::json FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u (t, e, n) JOIN tenants ON tenants.id = u.t
+			 WHERE coalesce(tenants.settings->>'webhookUrl', '') <> ''
+			   AND coalesce(tenants.settings->'webhookEvents', '[]') ? (u.e::json->>'name')
+			 ORDER BY u.n`,
 			hookTenants, hookRows)
 	}
 	i := 0

@@ -79,7 +79,7 @@ type Delivery struct {
 	Error       string
 	Attempt     int
 	NextRetryAt string // "" once delivered or parked
-	Outcome     string // delivered, retrying, parked
+	Outcome     string // delivered, retrying, parked; test (SendTest)
 }
 
 // Recent returns a tenant's last n delivery attempts, newest first.

@@ -351,3 +351,128 @@ func TestWorkersShareTheOutbox(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestFailingEndpointsLoseNothing: through the real Sender, with the retry
+// schedule shortened, tenants whose endpoints answer 500, hang past the
+// timeout, or are down (nothing listening) for many attempts get every
+// event once they recover, once each after the 2xx, in order; a healthy
+// tenant's events all arrive while the others still fail.
+func TestFailingEndpointsLoseNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	type failing struct {
+		id     tenant.ID
+		ep     *endpoint
+		broken atomic.Bool
+	}
+	mk := func() *failing {
+		id, ep := f.tenant(t)
+		x := &failing{id: id, ep: ep}
+		x.broken.Store(true)
+		return x
+	}
+	erroring, hanging, down, healthy := mk(), mk(), mk(), mk()
+	healthy.broken.Store(false)
+	erroring.ep.fail.Store(500)
+	// hanging: the handler waits past the sender's timeout while broken.
+	inner := hanging.ep.srv.Config.Handler
+	hanging.ep.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hanging.broken.Load() {
+			// Read the body first: only then does the server notice the
+			// sender giving up and closing the connection.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+	// down: while broken, its URL is a port nothing listens on.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	deadURL := closed.URL
+	closed.Close()
+
+	sender := NewSender(Options{AllowPrivate: true, Timeout: 300 * time.Millisecond})
+	var mu sync.Mutex
+	attempts := map[tenant.ID]int{}
+	targets := func(_ context.Context, id tenant.ID) (Target, bool, error) {
+		mu.Lock()
+		attempts[id]++
+		mu.Unlock()
+		e := f.targets[id]
+		url := e.srv.URL
+		if id == down.id && down.broken.Load() {
+			url = deadURL
+		}
+		return Target{URL: url, Key: "key-1", Secret: []byte(e.secret)}, true, nil
+	}
+	for range 2 {
+		w := &Worker{Pool: f.pool, Targets: targets, Post: sender.Post,
+			Backoff: func(int) time.Duration { return 30 * time.Millisecond }, Tick: 10 * time.Millisecond}
+		go func() { _ = w.Run(ctx) }()
+	}
+
+	const n = 30
+	all := []*failing{erroring, hanging, down, healthy}
+	for i := range n {
+		for _, x := range all {
+			if _, err := Enqueue(ctx, f.pool, x.id, occupied(fmt.Sprint("c", i%3, "-", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.makeDue(t)
+	want := func() []string {
+		var w []string
+		for i := range n {
+			w = append(w, fmt.Sprint("channel_occupied c", i%3, "-", i))
+		}
+		return w
+	}()
+	waitAll := func(x *failing) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for len(x.ep.received()) < n && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := names(x.ep.received()); !slices.Equal(got, want) {
+			t.Errorf("tenant %d received %d events: %v; want %d, once each, in order", x.id, len(got), got, n)
+		}
+	}
+	// The healthy tenant is served while the others fail, again and again.
+	waitAll(healthy)
+	for _, x := range []*failing{erroring, hanging, down} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			a := attempts[x.id]
+			mu.Unlock()
+			if a >= 5 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(x.ep.received()) != 0 {
+			t.Errorf("tenant %d acknowledged events while broken", x.id)
+		}
+	}
+	// They recover.
+	erroring.ep.fail.Store(0)
+	for _, x := range all {
+		x.broken.Store(false)
+	}
+	for _, x := range []*failing{erroring, hanging, down} {
+		waitAll(x)
+		mu.Lock()
+		a := attempts[x.id]
+		mu.Unlock()
+		if a < 5 {
+			t.Errorf("tenant %d: %d attempts; its endpoint failed the first few", x.id, a)
+		}
+	}
+	if n := pgtest.Count(t, f.pool, `SELECT count(*) FROM webhook_outbox`); n != 0 {
+		t.Errorf("%d events left in the outbox", n)
+	}
+}

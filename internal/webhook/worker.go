@@ -379,8 +379,10 @@ const TestChannel = "hybridrt-test-webhook"
 // channel_occupied event for TestChannel, signed like any other, so the
 // tenant sees its handler accept or refuse a real webhook. It is not
 // retried. ok is false when the tenant has no webhook URL.
+//
+// It reads only Pool, Targets and Post, so it is safe to call on a Worker
+// that is running.
 func (w *Worker) SendTest(ctx context.Context, tenantID tenant.ID) (res Result, ok bool, err error) {
-	w.defaults()
 	target, ok, err := w.Targets(ctx, tenantID)
 	if err != nil || !ok {
 		return Result{}, ok, err
