@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -474,5 +476,43 @@ func TestFailingEndpointsLoseNothing(t *testing.T) {
 	}
 	if n := pgtest.Count(t, f.pool, `SELECT count(*) FROM webhook_outbox`); n != 0 {
 		t.Errorf("%d events left in the outbox", n)
+	}
+}
+
+// TestDeadWorkersBatchIsSentByAnother: a worker that leased a queue and
+// died (it never records an outcome) holds it only until its lease runs
+// out; then another worker sends the batch, and nothing is lost. A Target
+// in a log line shows no secret.
+func TestDeadWorkersBatchIsSentByAnother(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, ep := f.tenant(t)
+	if _, err := Enqueue(ctx, f.pool, id, occupied("a"), occupied("b")); err != nil {
+		t.Fatal(err)
+	}
+	f.makeDue(t)
+	dead := f.worker()
+	dead.Lease = 300 * time.Millisecond
+	dead.defaults()
+	if _, ok, err := dead.claim(ctx); err != nil || !ok {
+		t.Fatalf("claim = %v, %v", ok, err)
+	}
+	other := f.worker()
+	if n, err := other.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("while the lease holds, another worker sent %d batches (%v)", n, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n, err := other.RunOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("after the lease ran out, another worker sent %d batches (%v), want 1", n, err)
+	}
+	if got := names(ep.received()); !slices.Equal(got, []string{"channel_occupied a", "channel_occupied b"}) {
+		t.Errorf("received %v", got)
+	}
+
+	var b bytes.Buffer
+	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "target", Target{URL: "https://h.example/p?token=tok", Key: "k", Secret: []byte("s3cret")})
+	if strings.Contains(b.String(), "s3cret") || strings.Contains(b.String(), "tok") {
+		t.Errorf("a logged Target shows a secret: %s", b.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,11 @@ type Target struct {
 	URL    string
 	Key    string // X-Pusher-Key: the signing key's id, the Pusher app key
 	Secret []byte
+}
+
+// LogValue keeps the secret out of logs.
+func (t Target) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", redactURL(t.URL)), slog.String("key", t.Key))
 }
 
 // Targets returns a tenant's Target, or ok false when it has no webhook
@@ -58,7 +64,10 @@ type Worker struct {
 	Backoff func(n int) time.Duration
 	// Lease is how long a worker holds a queue: longer than a POST may take.
 	Lease time.Duration
-	// Concurrency is how many tenants' batches one worker sends at once.
+	// Concurrency is how many tenants' batches one worker sends at once
+	// (64 unless set): each slot a dead endpoint holds for up to the
+	// sender's timeout, so it takes that many dead endpoints on every
+	// instance at once before a healthy tenant's batch waits for a slot.
 	Concurrency int
 	// Tick is how often it looks for due queues.
 	Tick time.Duration
@@ -90,7 +99,7 @@ func (w *Worker) defaults() {
 		w.Lease = time.Minute
 	}
 	if w.Concurrency == 0 {
-		w.Concurrency = 8
+		w.Concurrency = 64
 	}
 	if w.Tick == 0 {
 		w.Tick = 200 * time.Millisecond
@@ -421,4 +430,14 @@ func (w *Worker) header(target Target, body []byte) http.Header {
 
 func statusError(status int) string {
 	return "the endpoint answered " + strconv.Itoa(status) + " " + http.StatusText(status) + "; a 2xx acknowledges a batch"
+}
+
+// redactURL is raw without its path and query, where a tenant may keep a
+// secret: scheme and host only.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
