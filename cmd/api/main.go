@@ -35,7 +35,7 @@ func main() {
 	}
 }
 
-const usage = `usage: api [serve|migrate]
+const helpText = `usage: api [serve|migrate]
 
   serve    apply migrations, then serve the HTTP API on ADDR (default)
   migrate  apply pending migrations and exit
@@ -53,10 +53,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	switch {
 	case cmd == "-h" || cmd == "--help" || cmd == "help":
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, helpText)
 		return nil
 	case len(args) > 1 || (cmd != "serve" && cmd != "migrate"):
-		return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+		return fmt.Errorf("unknown arguments %q\n%s", args, helpText)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

@@ -21,6 +21,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/usage"
 	"github.com/hybridrt/hybridrt/internal/web"
 	"github.com/hybridrt/hybridrt/views"
 )
@@ -55,6 +56,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 	keyRate := auth.RateLimit(s.shared, cfg.PublishRate)
 	active := tenant.RequireActive(log, s.status) // after the credential check: 403 tenant_suspended
 
+	r.Use(web.ObserveProblems(s.usage.ObserveRejections)) // refusals by a limit, counted per tenant
+
 	r.Get("/healthz", handleHealthz)
 	r.Get("/readyz", handleReadyz(s))
 	r.Method(http.MethodGet, "/metrics", promhttp.Handler())
@@ -75,12 +78,14 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 			r.Get("/tenants/{id}", tenant.HandleGetAccount(log, s.tenants))
 			r.Post("/tenants/{id}/suspend", tenant.HandleSuspend(log, s.status))
 			r.Post("/tenants/{id}/resume", tenant.HandleResume(log, s.status))
+			r.Get("/usage", usage.HandleOperator(log, s.pool))
 		})
 
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey, active)
 			r.Get("/tenant", tenant.HandleGet(log, s.tenants))
 			r.Patch("/tenant/settings", tenant.HandlePatchSettings(log, s.quotas))
+			r.Get("/usage", usage.HandleTenant(log, s.pool))
 
 			r.Post("/keys", auth.HandleCreateKey(log, s.keys))
 			r.Get("/keys", auth.HandleListKeys(log, s.keys))

@@ -17,6 +17,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/pusher"
 	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/usage"
 	"github.com/hybridrt/hybridrt/internal/web"
 	"github.com/hybridrt/hybridrt/internal/webhook"
 )
@@ -46,6 +47,7 @@ type services struct {
 
 	webhooks  *webhook.Worker    // sends the outbox's webhooks
 	occupancy *webhook.Occupancy // decides channel_occupied and channel_vacated
+	usage     *usage.Meter       // counts each tenant's usage over time
 }
 
 func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, error) {
@@ -77,9 +79,12 @@ func newServices(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*services, e
 		limits:   realtime.NewLimits(cfg.Publish, cfg.Stream, cfg.MaxConnectionsByTenant, quotas, shared),
 		shared:   shared,
 	}
+	s.usage = usage.NewMeter(pool)
+	s.pub.Meter = s.usage
+	s.hub.Meter = s.usage
 	sender := webhook.NewSender(webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate})
 	quotas.CheckWebhookURL = checkWebhookURL(sender, cfg.WebhookAllowPrivate)
-	s.webhooks = &webhook.Worker{Pool: pool, Targets: webhookTargets(tenants, signing), Post: sender.Post, Log: log}
+	s.webhooks = &webhook.Worker{Pool: pool, Targets: webhookTargets(tenants, signing), Post: sender.Post, Log: log, Meter: s.usage}
 	s.occupancy = &webhook.Occupancy{Pool: pool, Log: log, InstanceDead: realtime.InstanceDead}
 	s.presence = presence.NewRegistry(pool, s.registry.InstanceID())
 	s.presence.MaxMembers = cfg.PresenceMaxMembers
@@ -127,4 +132,5 @@ func (s *services) start(ctx context.Context, g *errgroup.Group, log *slog.Logge
 	g.Go(func() error { return s.ws.Run(ctx) })
 	g.Go(func() error { return s.webhooks.Run(ctx) })
 	g.Go(func() error { return s.occupancy.Run(ctx) })
+	g.Go(func() error { return s.usage.Run(ctx, log, realtime.InstanceDead) })
 }

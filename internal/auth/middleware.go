@@ -197,3 +197,9 @@ func RequireSubscriber(log *slog.Logger, verifier *Verifier, tickets *Tickets, a
 		})
 	}
 }
+
+// LookupSubscriber returns the subscriber in ctx, if there is one.
+func LookupSubscriber(ctx context.Context) (Subscriber, bool) {
+	s, ok := ctx.Value(subscriberKey{}).(Subscriber)
+	return s, ok
+}

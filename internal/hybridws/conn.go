@@ -260,7 +260,7 @@ func (c *conn) deliver() bool {
 			if c.Send(frames...) != nil {
 				return false
 			}
-			realtime.ObserveDelivery("ws", len(frames), evs[len(evs)-1].Time, c.live)
+			c.d.Hub.ObserveDelivery(c.info.TenantID, "ws", len(frames), realtime.FramesLen(frames), evs[len(evs)-1].Time, c.live)
 		}
 		if len(evs) < readBatch {
 			c.live = true

@@ -344,7 +344,7 @@ func (e *triggerEvent) drafts(cfg realtime.PublishConfig, channels []string, whe
 			continue // one event per channel, however often it is named
 		}
 		seen[ch] = true
-		out = append(out, realtime.Draft{Channel: ch, Type: e.Name, Data: stored, Origin: e.SocketID})
+		out = append(out, realtime.Draft{Channel: ch, Type: e.Name, Data: stored, Origin: e.SocketID, Door: realtime.DoorPusher})
 	}
 	return out, nil
 }

@@ -220,7 +220,7 @@ func (c *conn) writeOnce() bool {
 			if c.send(frames...) != nil {
 				return false
 			}
-			realtime.ObserveDelivery("websocket", len(frames), evs[len(evs)-1].Time, c.live)
+			c.d.Hub.ObserveDelivery(c.tenantID, "websocket", len(frames), realtime.FramesLen(frames), evs[len(evs)-1].Time, c.live)
 		}
 		if len(evs) < readBatch {
 			c.live = true

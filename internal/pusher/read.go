@@ -390,7 +390,7 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 		fail(codeClientEventLimit, "Client event rejected: this app is over its publish rate")
 		return
 	}
-	d := realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID, Sender: sender}
+	d := realtime.Draft{Channel: m.Channel, Type: m.Event, Data: b.Bytes(), Origin: c.socketID, Sender: sender, Door: realtime.DoorClient}
 	if c.d.Webhook != nil {
 		d.Webhook = c.d.Webhook(settings, d)
 	}

@@ -143,7 +143,7 @@ func (ce *ClientEvents) Publish(ctx context.Context, s auth.Subscriber, ev Clien
 	if bad != nil {
 		return 0, bad.problem("")
 	}
-	d := Draft{Channel: ev.Channel, Type: ev.Type, Data: data, Origin: ev.ConnectionID, Sender: s.Subject}
+	d := Draft{Channel: ev.Channel, Type: ev.Type, Data: data, Origin: ev.ConnectionID, Sender: s.Subject, Door: DoorClient}
 	if ce.Webhook != nil {
 		d.Webhook = ce.Webhook(set, d)
 	}

@@ -85,6 +85,7 @@ type Draft struct {
 	Data    json.RawMessage `json:"data"`
 	Origin  string          `json:"-"` // the connection that must not receive it live; see Event.Origin
 	Sender  string          `json:"-"` // see Event.Sender
+	Door    string          `json:"-"` // who published it, for usage: DoorAPI (""), DoorPusher or DoorClient
 	// Webhook is a webhook event (JSON) that storing this event sends: a
 	// client event's client_event. It goes into the webhook outbox in the
 	// event's own transaction, so the two commit together. nil for none.

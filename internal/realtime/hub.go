@@ -34,6 +34,10 @@ type Hub struct {
 	// a silently dead connection is noticed within ProbeEvery + 5 s.
 	ProbeEvery time.Duration
 
+	// Meter, when set before the hub serves, counts what is delivered to
+	// each tenant's subscribers, on every door (ObserveDelivery).
+	Meter Meter
+
 	mu      sync.Mutex
 	rooms   map[tenant.ID]*room
 	pending []*room // rooms the listener has not yet positioned

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"github.com/hybridrt/hybridrt/internal/tenant"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,12 +83,16 @@ func observePublish(group []*publishRequest, events int, took time.Duration, err
 	eventsPublished.Add(float64(stored))
 }
 
-// ObserveDelivery records n events written to a subscriber of another door
-// (a WebSocket), and, for live ones, how old the newest of them was.
-func ObserveDelivery(transport string, n int, newest time.Time, live bool) {
+// ObserveDelivery records n events, of bytes bytes, written to a
+// subscriber of tenant t over transport, and, for live ones, how old the
+// newest of them was. Every door calls it for what it writes.
+func (h *Hub) ObserveDelivery(t tenant.ID, transport string, n, bytes int, newest time.Time, live bool) {
 	delivered(transport).Add(float64(n))
 	if live {
 		deliveryLatency.Observe(time.Since(newest).Seconds())
+	}
+	if h.Meter != nil {
+		h.Meter.Delivered(t, n, bytes)
 	}
 }
 

@@ -99,7 +99,13 @@ func HandlePoll(log *slog.Logger, hub *Hub, reg *Registry, limits *Limits, prese
 				evs = slices.DeleteFunc(evs, func(e *Event) bool { return e.Origin == self })
 			}
 			if len(evs) > 0 || s.resync {
-				delivered("polling").Add(float64(len(evs)))
+				if len(evs) > 0 {
+					bytes := 0
+					for _, e := range evs {
+						bytes += len(e.Frame) // the event as encoded once for every transport
+					}
+					hub.ObserveDelivery(s.sub.TenantID, "polling", len(evs), bytes, evs[len(evs)-1].Time, false)
+				}
 				if evs == nil {
 					evs = []*Event{}
 				}

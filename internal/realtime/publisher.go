@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ type Publisher struct {
 	maxGroup int
 	done     chan struct{}
 	fault    atomic.Pointer[FaultHook] // test-only; see SetFaultHook
+
+	// Meter, when set before Run, counts the events stored, by door.
+	Meter Meter
 }
 
 // FaultHook runs inside a publish transaction after its INSERT and NOTIFY,
@@ -149,14 +153,43 @@ func (p *Publisher) commitLoop(ctx context.Context) {
 		err := p.commit(cctx, group)
 		cancel()
 		observePublish(group, n, time.Since(start), err)
-		if err == nil && p.hub != nil {
-			p.offer(group)
+		if err == nil {
+			p.count(group)
+			if p.hub != nil {
+				p.offer(group)
+			}
 		}
 		for _, r := range group {
 			if err != nil && r.err == nil {
 				r.err = err
 			}
 			close(r.done)
+		}
+	}
+}
+
+// count tells the Meter what the group stored, by tenant and door.
+func (p *Publisher) count(group []*publishRequest) {
+	if p.Meter == nil {
+		return
+	}
+	for _, r := range group {
+		if r.replayed || r.err != nil {
+			continue
+		}
+		// A request's events come by one door, nearly always: count runs.
+		run, door := 0, ""
+		for _, d := range r.drafts {
+			dd := cmp.Or(d.Door, DoorAPI)
+			if dd != door && run > 0 {
+				p.Meter.Published(r.tenantID, door, run)
+				run = 0
+			}
+			door = dd
+			run++
+		}
+		if run > 0 {
+			p.Meter.Published(r.tenantID, door, run)
 		}
 	}
 }

@@ -333,23 +333,22 @@ func (st *sseStream) step() string {
 		if err != nil {
 			return "store unavailable" // the client resumes with Last-Event-ID
 		}
-		sent := 0
+		sent, bytes := 0, 0
 		for _, e := range evs {
 			if e.Origin == st.conn.ID {
 				continue // a client event this stream's client sent (POST /api/realtime/publish)
 			}
 			st.out.write(e.Frame)
 			sent++
+			bytes += len(e.Frame)
 		}
 		st.cursor = scanned
 		if sent > 0 {
 			if st.flush() != nil {
 				return endWriteFailed
 			}
-			if st.live { // the newest event's age: what the slowest of the batch waited
-				deliveryLatency.Observe(time.Since(evs[len(evs)-1].Time).Seconds())
-			}
-			delivered("sse").Add(float64(sent))
+			// The newest event's age: what the slowest of the batch waited.
+			st.hub.ObserveDelivery(st.conn.TenantID, "sse", sent, bytes, evs[len(evs)-1].Time, st.live)
 		}
 		if len(evs) < readBatch {
 			break

@@ -64,3 +64,9 @@ func FromContext(ctx context.Context) ID {
 	}
 	return id
 }
+
+// Lookup returns the tenant in ctx, if there is one.
+func Lookup(ctx context.Context) (ID, bool) {
+	id, ok := ctx.Value(ctxKey{}).(ID)
+	return id, ok
+}

@@ -4,6 +4,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -79,10 +80,27 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 				slog.String("path", r.URL.Path),
 				slog.String("err", p.cause.Error()))
 		}
+		if observe, ok := r.Context().Value(observerKey{}).(func(*http.Request, *Problem)); ok {
+			observe(r, p)
+		}
 		p.Write(w)
 		return
 	}
 	ServerError(w, r, log, err)
+}
+
+type observerKey struct{}
+
+// ObserveProblems is middleware that calls observe with every problem that
+// Fail answers a request under it with, and the request as it then is
+// (authenticated, so observe can tell whose it was): for usage's count of
+// refused requests.
+func ObserveProblems(observe func(*http.Request, *Problem)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), observerKey{}, observe)))
+		})
+	}
 }
 
 // ServerError logs err with the request id and sends a bare 500: clients see

@@ -57,6 +57,11 @@ type Worker struct {
 	Targets Targets
 	Post    Poster
 	Log     *slog.Logger
+	// Meter, when set, counts each tenant's webhook events acknowledged
+	// and POSTs failed (internal/usage).
+	Meter interface {
+		Webhooks(t tenant.ID, sent, failed int)
+	}
 
 	// Window is how long a batch is retried before its events are parked
 	// (24 h and a bit); Backoff the wait after the nth failure in a row.
@@ -328,6 +333,13 @@ func (w *Worker) finish(ctx context.Context, q queue, ids []int64, res Result, n
 	})
 	if err != nil {
 		return fmt.Errorf("webhook: record the outcome: %w", err)
+	}
+	if w.Meter != nil {
+		if outcome == "delivered" {
+			w.Meter.Webhooks(q.tenant, len(ids), 0)
+		} else if !nowhere {
+			w.Meter.Webhooks(q.tenant, 0, 1)
+		}
 	}
 	switch outcome {
 	case "delivered":
