@@ -89,6 +89,14 @@ func TestUsageCountsWhatIsStored(t *testing.T) {
 	checkProblem(t, "an event too large", a.do("POST", "/v1/events", acme.APIKey, `{"channel":"news","type":"n","data":"`+big+`"}`), 413)
 	sub.collect(2*perDoor, 10*time.Second)
 
+	// The watcher's stream, once its instance has written it, is a peak.
+	deadline := time.Now().Add(10 * time.Second)
+	for pgtest.Count(t, pool, `SELECT count(*) FROM connections WHERE tenant_id = $1 AND transport = 'sse'`, acme.Tenant.ID) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.svc.usage.Sample(t.Context(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	flush := func() {
 		t.Helper()
 		for _, in := range []*instance{a, b} {
@@ -114,6 +122,9 @@ func TestUsageCountsWhatIsStored(t *testing.T) {
 	}
 	if got.Deliveries < 2*perDoor || got.BytesDelivered <= got.Deliveries {
 		t.Errorf("deliveries %d (%d bytes), want at least the %d events the watcher received", got.Deliveries, got.BytesDelivered, 2*perDoor)
+	}
+	if got.Peak.SSE != 1 || got.Peak.Total != 1 {
+		t.Errorf("peak connections = %+v, want the watcher's one SSE stream", got.Peak)
 	}
 	if got.Rejected["event_size"] != 1 {
 		t.Errorf("rejected = %v, want one event_size", got.Rejected)

@@ -72,6 +72,7 @@ func TestCountsAddUpAcrossFlushesAndInstances(t *testing.T) {
 						m.Published(acme, realtime.DoorClient, 2)
 					}
 					m.Delivered(acme, 3, 100)
+					m.Webhooks(acme, 2, 1)
 					if i%100 == 0 {
 						m.Rejected(acme, "rate")
 					}
@@ -108,7 +109,8 @@ func TestCountsAddUpAcrossFlushesAndInstances(t *testing.T) {
 	}
 	got := rows[0]
 	if got.PublishedAPI != want.PublishedAPI || got.PublishedClient != want.PublishedClient || got.PublishedPusher != want.PublishedPusher ||
-		got.Deliveries != want.Deliveries || got.BytesDelivered != want.BytesDelivered || got.Rejected["rate"] != n/100 {
+		got.Deliveries != want.Deliveries || got.BytesDelivered != want.BytesDelivered || got.Rejected["rate"] != n/100 ||
+		got.WebhooksSent != 2*n || got.WebhooksFailed != n {
 		t.Errorf("day = %+v, want %+v and %d rate refusals", got, want, n/100)
 	}
 }
