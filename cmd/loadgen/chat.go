@@ -102,18 +102,9 @@ func runChat(ctx context.Context, o options, out io.Writer) (ok bool, err error)
 		return false, err
 	}
 
-	var rssBefore, rssAfter, goroutinesBefore int64
-	if o.pid != 0 {
-		if rssBefore, _, err = procMemory(o.pid); err != nil {
-			return false, fmt.Errorf("-pid %d: %w", o.pid, err)
-		}
-		a.client.CloseIdleConnections() // a kept-alive connection is a goroutine on the server
-		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		goroutinesBefore, err = serverGoroutines(mctx, metricsClient, a.base)
-		cancel()
-		if err != nil {
-			return false, fmt.Errorf("-pid: reading the server's goroutine count: %w", err)
-		}
+	srv, err := watchServer(ctx, o.pid, a, metricsClient)
+	if err != nil {
+		return false, err
 	}
 
 	// Join, a bounded number at a time, then wait until every member has
@@ -193,9 +184,7 @@ func runChat(ctx context.Context, o options, out io.Writer) (ok bool, err error)
 	}
 	joinTime := lastFull.Sub(openStart)
 	loadgenGoroutines := runtime.NumGoroutine()
-	if o.pid != 0 {
-		rssAfter, _, _ = procMemory(o.pid)
-	}
+	srv.loaded()
 
 	// Publish: rate/N a second from each member, staggered over one interval.
 	interval := time.Duration(float64(time.Second) * float64(n) / o.rate)
@@ -226,45 +215,23 @@ func runChat(ctx context.Context, o options, out io.Writer) (ok bool, err error)
 	// Settle: every publish answered, and every live member holding every
 	// acknowledged event but its own, or -settle at most.
 	progress("waiting up to %s for answers and deliveries", o.settle)
-	settleStart := time.Now()
-	settled := false
-	for {
+	settled, settleTime := settle(ctx, o.settle, func() bool {
 		var total int64
 		for _, m := range members {
 			total += m.nAcked.Load()
 		}
-		settled = true
 		for i, m := range members {
 			if m.connected && !ended[i].Load() && (m.nPending.Load() > 0 || m.count.Load() < total-m.nAcked.Load()) {
-				settled = false
-				break
+				return false
 			}
 		}
-		if settled || time.Since(settleStart) >= o.settle || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	settleTime := time.Since(settleStart)
-	var rssEnd, hwmEnd int64
-	if o.pid != 0 {
-		rssEnd, hwmEnd, _ = procMemory(o.pid)
-	}
+		return true
+	})
+	srv.ended()
 	cancelMembers()
 	membersDone.Wait()
 
-	var goroutinesAfter, rssFinal int64
-	var goroutinesErr error
-	if o.pid != 0 {
-		a.client.CloseIdleConnections()
-		progress("members closed; waiting up to %s for the server's goroutines to settle", goroutineSettle)
-		goroutinesAfter, goroutinesErr = settleGoroutines(context.WithoutCancel(ctx), func(ctx context.Context) (int64, error) {
-			mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return serverGoroutines(mctx, metricsClient, a.base)
-		}, goroutinesBefore, goroutineSlack, goroutineSettle, 200*time.Millisecond)
-		rssFinal, _, _ = procMemory(o.pid)
-	}
+	srv.settled(ctx, "members")
 
 	t := tallyChat(members)
 	r := report{out}
@@ -327,17 +294,10 @@ func runChat(ctx context.Context, o options, out io.Writer) (ok bool, err error)
 	after.report(r, before, pubTime, t.delivered)
 	if o.pid != 0 {
 		r.line("server pid", "%d", o.pid)
-		r.line("server rss before members KiB", "%d", rssBefore)
-		r.line("server rss with members joined KiB", "%d", rssAfter)
-		r.line("server rss at end KiB", "%d", rssEnd)
-		r.line("server rss peak KiB", "%d", hwmEnd)
-		mib := func(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
-		r.line("server RSS before/after", "%s/%s MiB", mib(rssBefore), mib(rssFinal))
-		if goroutinesErr != nil {
-			r.line("server goroutines before/after", "%d/unknown (%v)", goroutinesBefore, goroutinesErr)
-		} else {
-			r.line("server goroutines before/after", "%d/%d", goroutinesBefore, goroutinesAfter)
-		}
+		r.line("server rss before members KiB", "%d", srv.rssBefore)
+		r.line("server rss with members joined KiB", "%d", srv.rssLoaded)
+		srv.reportTail(r)
+		srv.reportBeforeAfter(r)
 	}
 	user, sys, maxRSS := selfUsage()
 	r.line("loadgen cpu user s", "%.2f", user.Seconds())
@@ -360,15 +320,8 @@ func runChat(ctx context.Context, o options, out io.Writer) (ok bool, err error)
 		progress("FAILED: %d missing, %d duplicates, %d out of order, %d to the sender; %d refused, %d unanswered; %d of %d joined, %d saw all, %d lost",
 			missing, t.dups, t.ooo, t.echoed, t.nRefused, t.unanswered, t.connected, n, fullBefore, t.lost)
 	}
-	if o.pid != 0 {
-		switch {
-		case goroutinesErr != nil:
-			ok = false
-			progress("FAILED: could not read the server's goroutines after the run: %v", goroutinesErr)
-		case goroutinesAfter > goroutinesBefore+goroutineSlack:
-			ok = false
-			progress("FAILED: the server's goroutines did not return to baseline: %d before, %d after", goroutinesBefore, goroutinesAfter)
-		}
+	if !srv.check("members") {
+		ok = false
 	}
 	return ok, nil
 }

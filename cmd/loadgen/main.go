@@ -224,19 +224,9 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		return false, err
 	}
 
-	var rssBefore, rssAfter, goroutinesBefore int64
-	if o.pid != 0 {
-		if rssBefore, _, err = procMemory(o.pid); err != nil {
-			return false, fmt.Errorf("-pid %d: %w", o.pid, err)
-		}
-		// The sign-up's kept-alive connection would count as a goroutine.
-		a.client.CloseIdleConnections()
-		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		goroutinesBefore, err = serverGoroutines(mctx, metricsClient, a.base)
-		cancel()
-		if err != nil {
-			return false, fmt.Errorf("-pid: reading the server's goroutine count: %w", err)
-		}
+	srv, err := watchServer(ctx, o.pid, a, metricsClient)
+	if err != nil {
+		return false, err
 	}
 
 	// Open the subscribers, a bounded number at a time.
@@ -328,9 +318,7 @@ func run(o options, out io.Writer) (ok bool, err error) {
 		case <-ctx.Done():
 		}
 	}
-	if o.pid != 0 {
-		rssAfter, _, _ = procMemory(o.pid)
-	}
+	srv.loaded()
 
 	// Publish.
 	var interval time.Duration
@@ -400,43 +388,21 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	// Settle: wait until every connected subscriber has as many events as
 	// were acknowledged, up to the last one, or for -settle at most.
 	progress("published %d events; waiting up to %s for deliveries", nAcked, o.settle)
-	settleStart := time.Now()
-	settled := false
-	for {
-		settled = true
+	settled, settleTime := settle(ctx, o.settle, func() bool {
 		for _, s := range subs {
 			if s.connected && (s.count.Load() < nAcked || s.high.Load() < maxAcked) {
-				settled = false
-				break
+				return false
 			}
 		}
-		if settled || time.Since(settleStart) >= o.settle || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	settleTime := time.Since(settleStart)
-	var rssEnd, hwmEnd int64
-	if o.pid != 0 {
-		rssEnd, hwmEnd, _ = procMemory(o.pid)
-	}
+		return true
+	})
+	srv.ended()
 	cancelSubs()
 	subsDone.Wait()
 
 	// Back to baseline? The publishers' kept-alive connections are closed
 	// first: each is a goroutine on the server until then.
-	var goroutinesAfter, rssFinal int64
-	var goroutinesErr error
-	if o.pid != 0 {
-		a.client.CloseIdleConnections()
-		progress("subscribers closed; waiting up to %s for the server's goroutines to settle", goroutineSettle)
-		goroutinesAfter, goroutinesErr = settleGoroutines(context.WithoutCancel(ctx), func(ctx context.Context) (int64, error) {
-			mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return serverGoroutines(mctx, metricsClient, a.base)
-		}, goroutinesBefore, goroutineSlack, goroutineSettle, 200*time.Millisecond)
-		rssFinal, _, _ = procMemory(o.pid)
-	}
+	srv.settled(ctx, "subscribers")
 
 	// The raw ceiling, with the server idle again.
 	var raw rawResult
@@ -556,23 +522,16 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	}
 	if o.pid != 0 {
 		r.line("server pid", "%d", o.pid)
-		r.line("server rss before subscribers KiB", "%d", rssBefore)
-		r.line("server rss after subscribers KiB", "%d", rssAfter)
+		r.line("server rss before subscribers KiB", "%d", srv.rssBefore)
+		r.line("server rss after subscribers KiB", "%d", srv.rssLoaded)
 		if connected > 0 {
-			r.line("server KiB per idle connection", "%.1f", float64(rssAfter-rssBefore)/float64(connected))
+			r.line("server KiB per idle connection", "%.1f", float64(srv.rssLoaded-srv.rssBefore)/float64(connected))
 		}
-		r.line("server rss at end KiB", "%d", rssEnd)
-		r.line("server rss peak KiB", "%d", hwmEnd)
+		srv.reportTail(r)
 		cpu := cpuAfter - cpuBefore
 		r.line("server cpu during publish s", "%.2f", cpu.Seconds())
 		r.line("server cpu during publish cores", "%.2f", cpu.Seconds()/pubTime.Seconds())
-		mib := func(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
-		r.line("server RSS before/after", "%s/%s MiB", mib(rssBefore), mib(rssFinal))
-		if goroutinesErr != nil {
-			r.line("server goroutines before/after", "%d/unknown (%v)", goroutinesBefore, goroutinesErr)
-		} else {
-			r.line("server goroutines before/after", "%d/%d", goroutinesBefore, goroutinesAfter)
-		}
+		srv.reportBeforeAfter(r)
 	}
 	if rawPool != nil {
 		if rawErr != nil {
@@ -616,16 +575,8 @@ func run(o options, out io.Writer) (ok bool, err error) {
 	if !ok {
 		progress("FAILED: %d missing, %d duplicates, %d of %d subscribers connected", missing, dups, connected, o.subscribers)
 	}
-	if o.pid != 0 {
-		switch {
-		case goroutinesErr != nil:
-			ok = false
-			progress("FAILED: could not read the server's goroutines after the run: %v", goroutinesErr)
-		case goroutinesAfter > goroutinesBefore+goroutineSlack:
-			ok = false
-			progress("FAILED: the server's goroutines did not return to baseline: %d before the subscribers opened, still %d after they had all closed and %s had passed (at most %d more are allowed)",
-				goroutinesBefore, goroutinesAfter, goroutineSettle, goroutineSlack)
-		}
+	if !srv.check("subscribers") {
+		ok = false
 	}
 	return ok, rawErr
 }
