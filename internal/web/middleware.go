@@ -95,6 +95,7 @@ func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
 				if status == 0 {
 					status = http.StatusOK
 				}
+				countResponse(status)
 				level := slog.LevelInfo
 				switch {
 				case status == http.StatusServiceUnavailable:
