@@ -7,7 +7,7 @@ package views
 // current, and who is logged in.
 type Page struct {
 	Title      string
-	Nav        string // "overview", "clients", "events", "keys", "signing-keys", "tokens", "pusher", "webhooks", "operator"
+	Nav        string // "overview", "usage", "clients", "events", "keys", "signing-keys", "tokens", "pusher", "webhooks", "operator"
 	CSRF       string // the session's CSRF token; empty when logged out
 	TenantName string
 	Operator   bool
@@ -46,6 +46,7 @@ type Overview struct {
 	APIKeys     string
 	SigningKeys string
 	Head        string
+	Charts      UsageCharts // usage over the last hour, day or 30 days
 }
 
 // ClientRow is one connected client.
@@ -94,9 +95,11 @@ type TenantRow struct {
 	SuspendedAt                                               string // empty while active
 }
 
-// InstanceRow is one instance in the operator view.
+// InstanceRow is one instance in the operator view: its connections, in
+// all and by transport, and its lag, the time since its last heartbeat.
 type InstanceRow struct {
 	ID, Started, HeartbeatAge, Connections string
+	SSE, WS, Pusher, Polling               string
 	Stale                                  bool
 }
 

@@ -76,8 +76,8 @@ func TestConsolePresence(t *testing.T) {
 	connectPusher(t, in.url, key).joinAsXSS(key, secret, "presence-room")
 	connectPusher(t, in.url, key).joinPresence(key, secret, "presence-lobby", "bob")
 	okey, osecret := other.SigningKey.Kid, other.SigningKey.Secret
-	connectPusher(t, in.url, okey).joinPresence(okey, osecret, "presence-room", "intruder")
-	connectPusher(t, in.url, okey).joinPresence(okey, osecret, "presence-secret", "spy")
+	connectPusher(t, in.url, okey).joinPresence(okey, osecret, "presence-room", "other-tenants-intruder")
+	connectPusher(t, in.url, okey).joinPresence(okey, osecret, "presence-secret", "other-tenants-spy")
 
 	b := in.browser()
 	b.login(acme.APIKey)
@@ -121,7 +121,7 @@ func TestConsolePresence(t *testing.T) {
 				t.Errorf("GET %s lacks %q", path, w)
 			}
 		}
-		for _, leak := range []string{"<script>alert", "<img", "intruder", "spy"} {
+		for _, leak := range []string{"<script>alert", "<img", "other-tenants-intruder", "other-tenants-spy"} {
 			if strings.Contains(body, leak) {
 				t.Errorf("GET %s shows %q: unescaped HTML, or another tenant's member", path, leak)
 			}
@@ -167,7 +167,7 @@ func TestConsolePresence(t *testing.T) {
 		t.Errorf("the other tenant's Pusher page lists %v, want %v", got, want)
 	}
 	_, body, _ = ob.get("/console/pusher?channel=presence-room")
-	if got := membersIn(t, body); !reflect.DeepEqual(got, map[string]string{"intruder": `{"name":"intruder"}`}) {
+	if got := membersIn(t, body); !reflect.DeepEqual(got, map[string]string{"other-tenants-intruder": `{"name":"other-tenants-intruder"}`}) {
 		t.Errorf("the other tenant's presence-room = %q, want only intruder", got)
 	}
 	if _, body, _ := ob.get("/console/pusher?channel=presence-lobby"); len(membersIn(t, body)) != 0 || strings.Contains(body, "bob") {

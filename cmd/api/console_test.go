@@ -318,7 +318,7 @@ func TestConsoleSecurity(t *testing.T) {
 		return fmt.Sprint(state(t, pool), pgtest.Count(t, pool, `SELECT count(*) FROM events`), pgtest.Count(t, pool, `SELECT count(*) FROM console_sessions`))
 	}
 	s0 := snapshot()
-	for _, path := range []string{"/console", "/console/overview", "/console/clients", "/console/clients/table", "/console/events", "/console/keys", "/console/signing-keys", "/console/tokens", "/console/login", "/console/signup", "/console/keys/1/revoke", "/console/logout"} {
+	for _, path := range []string{"/console", "/console/overview", "/console/overview?range=30d", "/console/usage", "/console/usage.csv", "/console/clients", "/console/clients/table", "/console/events", "/console/keys", "/console/signing-keys", "/console/tokens", "/console/login", "/console/signup", "/console/keys/1/revoke", "/console/logout"} {
 		b.get(path)
 	}
 	if s := snapshot(); s != s0 {

@@ -129,6 +129,8 @@ func addRoutes(r chi.Router, log *slog.Logger, cfg Config, s *services) {
 		r.Group(func(r chi.Router) {
 			r.Use(console.RequireTenant)
 			r.Get("/overview", console.HandleOverview)
+			r.Get("/usage", console.HandleUsage)
+			r.Get("/usage.csv", console.HandleUsageCSV)
 			r.Get("/clients", console.HandleClients)
 			r.Get("/clients/table", console.HandleClientsTable)
 			r.Get("/subscriber", console.HandleSubscriber)

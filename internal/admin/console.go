@@ -1,7 +1,8 @@
 // Package admin serves the web console: pages for a tenant's developers
-// (overview, live clients, live event log, test events, keys, tokens,
-// Pusher settings, webhooks) and for the operator, rendered with the templ
-// components of package views and made live with htmx.
+// (overview with usage charts, usage by day or month, live clients, live
+// event log, test events, keys, tokens, Pusher settings, webhooks) and for
+// the operator, rendered with the templ components of package views and
+// made live with htmx.
 //
 // Security: sessions are server-side (Sessions) behind an HttpOnly,
 // SameSite=Lax cookie, __Host- prefixed and Secure when served over TLS.
@@ -239,7 +240,7 @@ func (c *Console) page(r *http.Request, title, nav string) views.Page {
 // render writes a component as HTML.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, comp templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Vary", "HX-Request")
+	w.Header().Add("Vary", "HX-Request")
 	w.WriteHeader(status)
 	if err := comp.Render(r.Context(), w); err != nil {
 		c.Log.Warn("admin: render failed", "err", err, "path", r.URL.Path)

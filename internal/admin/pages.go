@@ -14,6 +14,7 @@ import (
 	"github.com/hybridrt/hybridrt/internal/auth"
 	"github.com/hybridrt/hybridrt/internal/channel"
 	"github.com/hybridrt/hybridrt/internal/tenant"
+	"github.com/hybridrt/hybridrt/internal/usage"
 	"github.com/hybridrt/hybridrt/views"
 )
 
@@ -143,13 +144,35 @@ func (c *Console) HandleSignup(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-// HandleOverview serves GET /console/overview.
+// HandleOverview serves GET /console/overview: the tenant's figures of
+// now, and charts of its usage over ?range=hour, day (the default) or
+// 30d. The range links' htmx requests get the chart section alone.
 func (c *Console) HandleOverview(w http.ResponseWriter, r *http.Request) {
-	o, err := c.overview(r.Context(), tenant.FromContext(r.Context()))
+	id := tenant.FromContext(r.Context())
+	quotas, err := c.quotasOf(r.Context(), id)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
+	cr := chartRangeOf(r)
+	charts, err := c.usageCharts(r.Context(), usage.Scope{Tenant: id}, quotas, cr, time.Now(), func(key string) string {
+		return "/console/overview?range=" + key
+	})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	w.Header().Add("Vary", "HX-Target")
+	if chartSwap(r) {
+		c.render(w, r, http.StatusOK, views.UsageChartsSection(charts))
+		return
+	}
+	o, err := c.overview(r.Context(), id)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	o.Charts = charts
 	c.render(w, r, http.StatusOK, views.OverviewPage(c.page(r, "Overview", "overview"), o))
 }
 
@@ -481,12 +504,30 @@ func (c *Console) changeStatus(w http.ResponseWriter, r *http.Request, change fu
 	}
 }
 
-// HandleOperator serves GET /console/operator: every tenant and instance.
+// HandleOperator serves GET /console/operator: charts of the whole
+// service's usage, or with ?tenant=<id> of one tenant's, over ?range=; the
+// top tenants of the last 30 days; every instance and every tenant.
 func (c *Console) HandleOperator(w http.ResponseWriter, r *http.Request) {
-	tenants, instances, err := c.operatorView(r.Context())
-	if err != nil {
+	now := time.Now()
+	cr := chartRangeOf(r)
+	charts, current, ok := c.operatorCharts(w, r, cr, now)
+	if !ok {
+		return
+	}
+	w.Header().Add("Vary", "HX-Target")
+	if chartSwap(r) {
+		c.render(w, r, http.StatusOK, views.UsageChartsSection(charts))
+		return
+	}
+	o := views.Operator{Charts: charts, Tenant: current}
+	var err error
+	if o.TopByEvents, o.TopByConnections, err = c.topTenants(r.Context(), now, current, cr.key); err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, views.OperatorPage(c.page(r, "Operator", "operator"), tenants, instances))
+	if o.Tenants, o.Instances, err = c.operatorView(r.Context()); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, views.OperatorPage(c.page(r, "Operator", "operator"), o))
 }

@@ -73,7 +73,8 @@ func (c *Console) recentEvents(ctx context.Context, tenantID tenant.ID, n int) (
 	return out, pos.Head, nil
 }
 
-// operatorView lists every tenant with its counts, and every instance.
+// operatorView lists every tenant with its counts, and every instance with
+// its connections by transport and the seconds since its heartbeat.
 func (c *Console) operatorView(ctx context.Context) ([]views.TenantRow, []views.InstanceRow, error) {
 	rows, err := c.Pool.Query(ctx, `
 		SELECT t.id, t.name, t.created_at, t.suspended_at, t.event_seq,
@@ -104,21 +105,24 @@ func (c *Console) operatorView(ctx context.Context) ([]views.TenantRow, []views.
 	}
 	rows, err = c.Pool.Query(ctx, `
 		SELECT i.id, i.started_at, extract(epoch FROM now() - i.heartbeat_at)::float8,
-		       (SELECT count(*) FROM connections c WHERE c.instance_id = i.id)
-		  FROM instances i ORDER BY i.started_at`)
+		       count(c.id), count(c.id) FILTER (WHERE c.transport = 'sse'), count(c.id) FILTER (WHERE c.transport = 'ws'),
+		       count(c.id) FILTER (WHERE c.transport = 'websocket'), count(c.id) FILTER (WHERE c.transport = 'polling')
+		  FROM instances i LEFT JOIN connections c ON c.instance_id = i.id
+		 GROUP BY i.id ORDER BY i.started_at`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin: list instances: %w", err)
 	}
 	instances, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (views.InstanceRow, error) {
 		var (
-			id      string
-			started time.Time
-			age     float64
-			conns   int64
+			id                              string
+			started                         time.Time
+			age                             float64
+			conns, sse, ws, pusher, polling int64
 		)
-		err := row.Scan(&id, &started, &age, &conns)
-		return views.InstanceRow{ID: id, Started: dateTime(started), HeartbeatAge: fmt.Sprintf("%.0f s ago", age),
-			Connections: strconv.FormatInt(conns, 10), Stale: age > 20}, err
+		err := row.Scan(&id, &started, &age, &conns, &sse, &ws, &pusher, &polling)
+		n := func(v int64) string { return strconv.FormatInt(v, 10) }
+		return views.InstanceRow{ID: id, Started: dateTime(started), HeartbeatAge: fmt.Sprintf("%.0f s", max(age, 0)),
+			Connections: n(conns), SSE: n(sse), WS: n(ws), Pusher: n(pusher), Polling: n(polling), Stale: age > 20}, err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin: list instances: %w", err)

@@ -16,8 +16,9 @@
 //	Meter.Sample: connections by transport on live instances ─► peak_* = greatest(…)
 //	     │
 //	     ▼  every minute, one instance at a time: Rollup
-//	usage_days: today's and yesterday's rows recomputed whole from their
-//	minutes (idempotent: a second roll-up, or a restart, counts nothing twice);
+//	usage_days: the rows of the days with minutes left recomputed from them,
+//	each column the greater of old and new (idempotent: a second roll-up, or
+//	a restart, counts nothing twice; a day losing its first minutes keeps its counts);
 //	minutes older than 48 h and days older than 400 are dropped
 //	     │
 //	     ▼

@@ -59,15 +59,18 @@ type Peak struct {
 // rollupLock is the advisory lock key of the roll-up ("hrt-roll").
 const rollupLock = 0x6872742d726f6c6c
 
-// Rollup recomputes the day rows of yesterday and today (UTC, as of now)
-// from their minute rows, whole: running it twice, or on two instances,
-// counts nothing twice. Then it drops minute rows older than KeepMinutes
-// and day rows older than KeepDays. One instance rolls up at a time.
+// Rollup recomputes the day rows of every day that still has minute rows
+// (the last 48 h: today, yesterday, and the day before, in part) from them.
+// Counts only grow, so each column keeps the greater of what it had and
+// what the minutes now add up to: running it twice, or on two instances,
+// counts nothing twice, and a day whose oldest minutes are gone keeps what
+// was counted when they were there. Then it drops minute rows older than
+// KeepMinutes and day rows older than KeepDays. Roll-ups take turns.
 func Rollup(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
-	today := now.UTC().Truncate(24 * time.Hour)
+	now = now.UTC()
+	today := now.Truncate(24 * time.Hour)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var mine bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(rollupLock)).Scan(&mine); err != nil || !mine {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(rollupLock)); err != nil {
 			return err
 		}
 		// Peaks of a day: the highest minute, per transport and in all.
@@ -83,13 +86,20 @@ func Rollup(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
 			 GROUP BY 1, 2
 			 ORDER BY 1, 2
 			ON CONFLICT (tenant_id, day) DO UPDATE SET
-			    published_api = EXCLUDED.published_api, published_pusher = EXCLUDED.published_pusher,
-			    published_client = EXCLUDED.published_client, deliveries = EXCLUDED.deliveries,
-			    bytes_delivered = EXCLUDED.bytes_delivered, webhooks_sent = EXCLUDED.webhooks_sent,
-			    webhooks_failed = EXCLUDED.webhooks_failed, peak_sse = EXCLUDED.peak_sse,
-			    peak_websocket = EXCLUDED.peak_websocket, peak_pusher = EXCLUDED.peak_pusher,
-			    peak_polling = EXCLUDED.peak_polling, peak_total = EXCLUDED.peak_total, rejected = EXCLUDED.rejected`,
-			today.AddDate(0, 0, -1), today.AddDate(0, 0, 1)); err != nil {
+			    published_api    = greatest(usage_days.published_api, EXCLUDED.published_api),
+			    published_pusher = greatest(usage_days.published_pusher, EXCLUDED.published_pusher),
+			    published_client = greatest(usage_days.published_client, EXCLUDED.published_client),
+			    deliveries       = greatest(usage_days.deliveries, EXCLUDED.deliveries),
+			    bytes_delivered  = greatest(usage_days.bytes_delivered, EXCLUDED.bytes_delivered),
+			    webhooks_sent    = greatest(usage_days.webhooks_sent, EXCLUDED.webhooks_sent),
+			    webhooks_failed  = greatest(usage_days.webhooks_failed, EXCLUDED.webhooks_failed),
+			    peak_sse         = greatest(usage_days.peak_sse, EXCLUDED.peak_sse),
+			    peak_websocket   = greatest(usage_days.peak_websocket, EXCLUDED.peak_websocket),
+			    peak_pusher      = greatest(usage_days.peak_pusher, EXCLUDED.peak_pusher),
+			    peak_polling     = greatest(usage_days.peak_polling, EXCLUDED.peak_polling),
+			    peak_total       = greatest(usage_days.peak_total, EXCLUDED.peak_total),
+			    rejected         = usage_jsonb_greatest(usage_days.rejected, EXCLUDED.rejected)`,
+			now.Add(-KeepMinutes).Truncate(24*time.Hour), today.AddDate(0, 0, 1)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM usage_minutes WHERE minute < $1`, now.Add(-KeepMinutes)); err != nil {
@@ -198,7 +208,7 @@ func TopTenants(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, n i
 			SELECT u.tenant_id, t.name, sum(published_api + published_pusher + published_client)::bigint, max(peak_total)::bigint
 			  FROM usage_days u JOIN tenants t ON t.id = u.tenant_id
 			 WHERE day >= $1::date AND day < $2::date
-			 GROUP BY 1, 2 ORDER BY `+order+` DESC, 1 LIMIT $3`, from, to, n)
+			 GROUP BY 1, 2 ORDER BY `+order+` DESC, 1 LIMIT $3`, from.UTC(), to.UTC(), n)
 		if err != nil {
 			return nil, err
 		}

@@ -198,6 +198,22 @@ func TestRollupAcrossADayBoundary(t *testing.T) {
 	if n := pgtest.Count(t, pool, `SELECT count(*) FROM usage_days`); n != 3 {
 		t.Errorf("%d day rows, want 3 (acme's two, other's one)", n)
 	}
+	// A day whose first minutes are gone but whose last are kept is
+	// recomputed from what is left, and never goes down. (The minute added
+	// here, flushed after its day's first minutes were dropped, is the one
+	// case that is not counted: an instance would have to hold it unflushed
+	// for a day.)
+	count(midnight.Add(24*time.Hour-30*time.Second), acme, 1) // 23:59:30 on the 6th
+	if err := Rollup(ctx, pool, midnight.Add(47*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	days, err = Read(ctx, pool, Query{Scope: Scope{Tenant: acme}, Granularity: Days, From: midnight.AddDate(0, 0, -1), To: midnight.AddDate(0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(days) != 2 || days[0].PublishedAPI != 8 || days[1].PublishedAPI != 4 {
+		t.Errorf("days after their minutes were dropped = %+v, want 8 and 4 kept", days)
+	}
 	if err := Rollup(ctx, pool, midnight.AddDate(0, 0, KeepDays+1)); err != nil {
 		t.Fatal(err)
 	}
