@@ -15,6 +15,7 @@ import (
 	"github.com/hybridrt/hybridrt/client"
 	"github.com/hybridrt/hybridrt/internal/hybridws"
 	"github.com/hybridrt/hybridrt/internal/pgtest"
+	"github.com/hybridrt/hybridrt/internal/usage"
 )
 
 // nativeWS is a client of hybridrt's own WebSocket protocol, for tests.
@@ -317,6 +318,18 @@ func TestNativeWebSocketPublishRefusals(t *testing.T) {
 	}
 	if n := stored() - before; n != accepted {
 		t.Errorf("stored %d of a burst with %d acknowledged", n, accepted)
+	}
+	// Usage counts each refusal by the rate, and each event published.
+	if err := in.svc.usage.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := usage.Rollup(t.Context(), pool, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var rep usageReport
+	in.do("GET", "/v1/usage", acme.APIKey, "").json(t, &rep)
+	if got := rep.Total.Rejected["client_event_rate"]; got != int64(limited) || rep.Total.PublishedClient != int64(accepted) {
+		t.Errorf("usage: %d client events, %d refused by the rate; want %d and %d", rep.Total.PublishedClient, got, accepted, limited)
 	}
 	s.send(map[string]any{"op": "ping", "ref": "after"})
 	if m := s.expect("pong"); m["ref"] != "after" {

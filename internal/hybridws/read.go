@@ -278,6 +278,7 @@ func (c *conn) publish(ctx context.Context, m message) {
 		var p *web.Problem
 		if errors.As(err, &p) && p.Status < http.StatusInternalServerError {
 			code, message = p.Code, p.Detail
+			c.d.Hub.Rejected(sub.TenantID, code)
 		}
 		c.queue(errorReply(m.Ref, code, message))
 		return

@@ -370,6 +370,7 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 		fail(0, "Client event rejected: subscribe to "+strconv.Quote(clip(m.Channel))+" first")
 		return
 	case !c.clientEvents.Allow():
+		c.d.Hub.Rejected(c.tenantID, "client_event_rate_limited")
 		fail(codeClientEventLimit, fmt.Sprintf("Client event rejected due to rate limit: at most %d a second", c.d.Config.ClientEventRate))
 		return
 	}
@@ -387,6 +388,7 @@ func (c *conn) clientEvent(ctx context.Context, m message) {
 		return
 	}
 	if _, err := c.d.Limits.TakePublish(ctx, c.tenantID); err != nil {
+		c.d.Hub.Rejected(c.tenantID, "tenant_rate_limited")
 		fail(codeClientEventLimit, "Client event rejected: this app is over its publish rate")
 		return
 	}

@@ -8,6 +8,35 @@ import "github.com/hybridrt/hybridrt/internal/tenant"
 type Meter interface {
 	Published(t tenant.ID, door string, n int)
 	Delivered(t tenant.ID, n, bytes int)
+	Rejected(t tenant.ID, reason string)
+}
+
+// rejectionReasons maps the problem codes of refusals by a limit to the
+// reasons usage counts them under.
+var rejectionReasons = map[string]string{
+	"tenant_rate_limited":       "rate",
+	"rate_limited":              "rate",
+	"client_event_rate_limited": "client_event_rate",
+	"event_too_large":           "event_size",
+	"batch_too_large":           "batch_size",
+	"body_too_large":            "body_size",
+	"too_many_channels":         "channels",
+	"too_many_connections":      "connections",
+}
+
+// RejectionReason returns the usage reason of a refusal with problem code
+// code, if it is a refusal by a limit.
+func RejectionReason(code string) (string, bool) {
+	r, ok := rejectionReasons[code]
+	return r, ok
+}
+
+// Rejected counts a refusal of t's by a limit (a problem code) that a door
+// answers other than through web.Fail: a WebSocket's error frame.
+func (h *Hub) Rejected(t tenant.ID, code string) {
+	if reason, ok := RejectionReason(code); ok && h.Meter != nil {
+		h.Meter.Rejected(t, reason)
+	}
 }
 
 // Doors that publish, as Draft.Door names them.

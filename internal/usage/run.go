@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hybridrt/hybridrt/internal/auth"
+	"github.com/hybridrt/hybridrt/internal/realtime"
 	"github.com/hybridrt/hybridrt/internal/tenant"
 	"github.com/hybridrt/hybridrt/internal/web"
 )
@@ -52,24 +53,11 @@ func (m *Meter) Run(ctx context.Context, log *slog.Logger, instanceDead time.Dur
 	}
 }
 
-// reasons maps the problem codes of refusals by a limit to the reasons
-// usage counts them under.
-var reasons = map[string]string{
-	"tenant_rate_limited":       "rate",
-	"rate_limited":              "rate",
-	"client_event_rate_limited": "client_event_rate",
-	"event_too_large":           "event_size",
-	"batch_too_large":           "batch_size",
-	"body_too_large":            "body_size",
-	"too_many_channels":         "channels",
-	"too_many_connections":      "connections",
-}
-
 // ObserveRejections is for web.ObserveProblems: it counts every refusal by
 // a limit of a request whose tenant is known (an API key's or a
 // subscriber token's), by reason.
 func (m *Meter) ObserveRejections(r *http.Request, p *web.Problem) {
-	reason, ok := reasons[p.Code]
+	reason, ok := realtime.RejectionReason(p.Code)
 	if !ok {
 		return
 	}
