@@ -248,6 +248,11 @@ func TestConsolePresenceBrowser(t *testing.T) {
 
 	// The form, from the keyboard: a bad name, then a good one.
 	lookUp := func(name string) {
+		// The form may just have been swapped in: htmx takes it over once the
+		// swap settles, and Enter before that would submit it natively.
+		tab.waitFor("the look-up form taken over by htmx",
+			`(() => { const f = document.querySelector('#f-channel'); return !!(f && f.form && f.form['htmx-internal-data']) && !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling') })()`,
+			consoleStepWait)
 		if err := tab.eval(`document.querySelector('#f-channel').value = '', true`); err != nil {
 			t.Fatal(err)
 		}
