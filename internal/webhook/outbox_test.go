@@ -34,7 +34,7 @@ type endpoint struct {
 	batches [][]Event // acknowledged, in order
 }
 
-func newEndpoint(t *testing.T, secret string) *endpoint {
+func newEndpoint(t testing.TB, secret string) *endpoint {
 	e := &endpoint{secret: secret}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.hits.Add(1)
@@ -97,11 +97,11 @@ type fixture struct {
 	targets map[tenant.ID]*endpoint
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	return &fixture{pool: pgtest.NewDB(t), targets: map[tenant.ID]*endpoint{}}
 }
 
-func (f *fixture) tenant(t *testing.T) (tenant.ID, *endpoint) {
+func (f *fixture) tenant(t testing.TB) (tenant.ID, *endpoint) {
 	var id tenant.ID
 	if err := f.pool.QueryRow(context.Background(), `INSERT INTO tenants (name, settings) VALUES ('t', '{"webhookUrl":"https://example.com/hook","webhookEvents":["channel_occupied","channel_vacated","member_added","member_removed","client_event","cache_miss"]}') RETURNING id`).Scan(&id); err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func (f *fixture) worker() *Worker {
 }
 
 // makeDue skips the batch window.
-func (f *fixture) makeDue(t *testing.T) {
+func (f *fixture) makeDue(t testing.TB) {
 	if _, err := f.pool.Exec(context.Background(), `UPDATE webhook_queues SET due_at = now() WHERE due_at <> 'infinity' AND attempts = 0`); err != nil {
 		t.Fatal(err)
 	}
