@@ -154,27 +154,14 @@ func (m *member) stream(ctx context.Context, joined func(error), full func()) er
 		return err
 	}
 
-	var msg bytes.Buffer
-	for {
-		_, r, err := ws.NextReader()
-		if err != nil {
-			return err
-		}
-		msg.Reset()
-		if _, err := msg.ReadFrom(r); err != nil {
-			return err
-		}
+	return readFrames(ws, func(b []byte) error {
 		m.stale = true // one message per read, as far as we can tell
-		b := msg.Bytes()
-		if bytes.HasPrefix(b, nativeEvent) {
-			rest := b[len(nativeEvent):]
-			if k := bytes.IndexByte(rest, '"'); k > 0 {
-				if id, ok := parseDigits(rest[:k]); ok {
-					m.arrival()
-					m.deliver(id, b, sentKey)
-				}
+		if id, event, ok := nativeEventID(b); event {
+			if ok {
+				m.arrival()
+				m.deliver(id, b, sentKey)
 			}
-			continue
+			return nil
 		}
 		var c nativeReply
 		if err := json.Unmarshal(b, &c); err != nil {
@@ -208,7 +195,7 @@ func (m *member) stream(ctx context.Context, joined func(error), full func()) er
 		case "error":
 			if _, ok := parseDigits(c.Ref); ok {
 				m.answered(c.Ref, "", c.Code, c.Message) // a refused publish: the connection goes on
-				continue
+				return nil
 			}
 			return fmt.Errorf("%s", b) // the auth or the subscribe: no point going on
 		case "ping":
@@ -223,7 +210,8 @@ func (m *member) stream(ctx context.Context, joined func(error), full func()) er
 			m.full.Store(true)
 			full()
 		}
-	}
+		return nil
+	})
 }
 
 // saw records member id joining (in) or leaving.

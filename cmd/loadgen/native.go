@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,27 +34,14 @@ func (s *subscriber) nativeStream(ctx context.Context, onReady func()) error {
 		return err
 	}
 
-	var msg bytes.Buffer
-	for {
-		_, r, err := ws.NextReader()
-		if err != nil {
-			return err
-		}
-		msg.Reset()
-		if _, err := msg.ReadFrom(r); err != nil {
-			return err
-		}
+	return readFrames(ws, func(m []byte) error {
 		s.stale = true // one message per read, as far as we can tell
-		m := msg.Bytes()
-		if bytes.HasPrefix(m, nativeEvent) {
-			rest := m[len(nativeEvent):]
-			if k := bytes.IndexByte(rest, '"'); k > 0 {
-				if id, ok := parseDigits(rest[:k]); ok {
-					s.arrival()
-					s.deliver(id, m, dataTime)
-				}
+		if id, event, ok := nativeEventID(m); event {
+			if ok {
+				s.arrival()
+				s.deliver(id, m, dataTime)
 			}
-			continue
+			return nil
 		}
 		var c struct {
 			Op     string `json:"op"`
@@ -88,5 +74,6 @@ func (s *subscriber) nativeStream(ctx context.Context, onReady func()) error {
 		case "error":
 			return fmt.Errorf("%s", m)
 		}
-	}
+		return nil
+	})
 }

@@ -74,18 +74,8 @@ func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
 	ws.SetReadLimit(1 << 20)
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second)) // until subscribed
 
-	var msg bytes.Buffer
-	for {
-		_, r, err := ws.NextReader()
-		if err != nil {
-			return err
-		}
-		msg.Reset()
-		if _, err := msg.ReadFrom(r); err != nil {
-			return err
-		}
+	return readFrames(ws, func(m []byte) error {
 		s.stale = true // one message per read, as far as we can tell
-		m := msg.Bytes()
 		if !bytes.HasPrefix(m, pusherEvent) {
 			if i := bytes.LastIndex(m, pusherID); i >= 0 {
 				j := i + len(pusherID)
@@ -95,7 +85,7 @@ func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
 					s.deliver(id, m, pusherTime)
 				}
 			}
-			continue
+			return nil
 		}
 		var c struct {
 			Event string `json:"event"`
@@ -120,5 +110,6 @@ func (s *subscriber) pusherStream(ctx context.Context, onReady func()) error {
 		case "pusher:error", "pusher:subscription_error":
 			return fmt.Errorf("%s", m)
 		}
-	}
+		return nil
+	})
 }
