@@ -428,8 +428,8 @@ func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest)
 		RETURNING tenant_id, id, created_at`,
 		tids, backs, channels, types, datas, origins, senders)
 	// Webhook rows, after their events: the outbox is read in id order.
-	// The tenant's settings as committed decide, as webhook.Wanted does:
-	// the row was built from a cached copy.
+	// The tenant's settings as committed decide: the row was built from a
+	// cached copy.
 	var (
 		hookTenants []int64
 		hookRows    []string
@@ -446,8 +446,7 @@ func sendWrites(ctx context.Context, db batchSender, requests []*publishRequest)
 		batch.Queue(`
 			INSERT INTO webhook_outbox (tenant_id, event)
 			SELECT u.t, u.e::json FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u (t, e, n) JOIN tenants ON tenants.id = u.t
-			 WHERE coalesce(tenants.settings->>'webhookUrl', '') <> ''
-			   AND coalesce(tenants.settings->'webhookEvents', '[]') ? (u.e::json->>'name')
+			 WHERE `+tenant.WebhookWantsSQL("tenants", "array[u.e::json->>'name']")+`
 			 ORDER BY u.n`,
 			hookTenants, hookRows)
 	}

@@ -38,6 +38,15 @@ type Settings struct {
 	WebhookEvents []string `json:"webhookEvents"`
 }
 
+// WebhookWantsSQL is the SQL condition under which the tenants row aliased
+// t takes webhook events of one of names (a SQL text[] expression): it has
+// a webhookUrl, and its webhookEvents holds one of them. Whatever writes
+// the webhook outbox checks it in its own transaction, against the
+// settings as committed, so a changed setting counts at once everywhere.
+func WebhookWantsSQL(t, names string) string {
+	return `(coalesce(` + t + `.settings->>'webhookUrl', '') <> '' AND coalesce(` + t + `.settings->'webhookEvents', '[]') ?| ` + names + `)`
+}
+
 // MarshalJSON writes s with empty lists as [], never null.
 func (s Settings) MarshalJSON() ([]byte, error) {
 	type plain Settings // without this method

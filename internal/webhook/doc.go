@@ -13,7 +13,7 @@
 //	 written each second)      grace period for vacated)                 │
 //	Pusher cache- miss ───► CacheMiss (no change to commit with) ───────┤ cache_miss
 //	                                                                     ▼
-//	        webhook_outbox rows, only of the events the tenant takes (Wanted);
+//	        webhook_outbox rows, only of the events the tenant takes (tenant.WebhookWantsSQL);
 //	        a trigger makes the tenant's webhook_queues row due in 1 s
 //	                                   │
 //	                                   ▼

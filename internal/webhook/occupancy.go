@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hybridrt/hybridrt/internal/tenant"
 )
 
 // DefaultGrace is how long a channel stays occupied after its last
@@ -44,11 +46,11 @@ const occupancyLock = 0x6872742d6f636375
 
 // wantsOccupancy is the SQL condition of a tenants row t that takes
 // channel_occupied or channel_vacated.
-const wantsOccupancy = `coalesce(t.settings->>'webhookUrl', '') <> '' AND coalesce(t.settings->'webhookEvents', '[]') ?| array['channel_occupied', 'channel_vacated']`
+var wantsOccupancy = tenant.WebhookWantsSQL("t", "array['channel_occupied', 'channel_vacated']")
 
 // live is the SQL of the channels with a subscriber now, of the tenants
 // that take occupancy webhooks ($1: InstanceDead in seconds).
-const live = `
+var live = `
 	SELECT c.tenant_id, ch AS channel
 	  FROM connections c JOIN instances i ON i.id = c.instance_id
 	       JOIN tenants t ON t.id = c.tenant_id, unnest(c.channels) AS ch
@@ -106,7 +108,7 @@ func (o *Occupancy) Decide(ctx context.Context) (int64, error) {
 			INSERT INTO webhook_outbox (tenant_id, event)
 			SELECT c.tenant_id, json_build_object('name', 'channel_occupied', 'channel', c.channel)
 			  FROM changed c JOIN tenants t ON t.id = c.tenant_id
-			 WHERE c.fresh AND t.settings->'webhookEvents' ? 'channel_occupied'
+			 WHERE c.fresh AND `+tenant.WebhookWantsSQL("t", "array['channel_occupied']")+`
 			 ORDER BY c.tenant_id, c.channel`, dead)
 		if err != nil {
 			return fmt.Errorf("occupied: %w", err)
@@ -126,11 +128,11 @@ func (o *Occupancy) Decide(ctx context.Context) (int64, error) {
 				DELETE FROM webhook_channels w USING tenants t
 				 WHERE t.id = w.tenant_id
 				   AND (w.empty_since < now() - make_interval(secs => $1) OR NOT (`+wantsOccupancy+`))
-				RETURNING w.tenant_id, w.channel, w.empty_since IS NOT NULL AND `+wantsOccupancy+` AS vacated,
-				          t.settings->'webhookEvents' ? 'channel_vacated' AS wanted)
+				RETURNING w.tenant_id, w.channel,
+				          w.empty_since IS NOT NULL AND `+tenant.WebhookWantsSQL("t", "array['channel_vacated']")+` AS vacated)
 			INSERT INTO webhook_outbox (tenant_id, event)
 			SELECT tenant_id, json_build_object('name', 'channel_vacated', 'channel', channel)
-			  FROM gone WHERE vacated AND wanted
+			  FROM gone WHERE vacated
 			 ORDER BY tenant_id, channel`, grace.Seconds())
 		if err != nil {
 			return fmt.Errorf("vacated: %w", err)

@@ -30,13 +30,6 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// Wanted is the SQL condition, over a tenants row t and an event name n,
-// under which t's webhooks take events named n: a URL is set and
-// webhookEvents names n. Checked where the rows are written, in their
-// transaction, so a setting changed a moment ago counts at once on every
-// instance.
-const Wanted = `coalesce(t.settings->>'webhookUrl', '') <> '' AND coalesce(t.settings->'webhookEvents', '[]') ? n`
-
 // Enqueue adds, in their order, those of events that the tenant's webhook
 // settings want to its outbox, with db: the change's own transaction where
 // there is one, so that the change and its webhooks commit together or not
@@ -59,7 +52,7 @@ func Enqueue(ctx context.Context, db Execer, tenantID tenant.ID, events ...Event
 	tag, err := db.Exec(ctx,
 		`INSERT INTO webhook_outbox (tenant_id, event)
 		 SELECT t.id, e::json FROM tenants t, unnest($2::text[], $3::text[]) WITH ORDINALITY AS u (n, e, i)
-		  WHERE t.id = $1 AND `+Wanted+`
+		  WHERE t.id = $1 AND `+tenant.WebhookWantsSQL("t", "array[n]")+`
 		  ORDER BY i`,
 		tenantID, names, raw)
 	if err != nil {
