@@ -78,15 +78,11 @@ func (c *Console) quotasOf(ctx context.Context, id tenant.ID) (*chartQuotas, err
 	if err != nil {
 		return nil, err
 	}
-	q, err := c.Tenants.Quotas(ctx, id)
+	rate, err := c.Limits.PublishRateFor(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	out := &chartQuotas{maxConnections: int64(conns)}
-	if q.PublishRate != nil {
-		out.publishRate = int64(*q.PublishRate)
-	}
-	return out, nil
+	return &chartQuotas{maxConnections: int64(conns), publishRate: int64(rate)}, nil
 }
 
 // chartSwap reports whether a request is the range links' htmx request,
@@ -241,19 +237,22 @@ func (c *Console) operatorCharts(w http.ResponseWriter, r *http.Request, cr char
 	scope, scopeName := usage.Scope{All: true}, "the whole service"
 	var quotas *chartQuotas
 	if v := r.URL.Query().Get("tenant"); v != "" {
+		notFound := func() {
+			c.render(w, r, http.StatusNotFound, views.ErrorPage(c.page(r, "No such tenant", "operator"), "No tenant has that id."))
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			notFound()
+			return u, "", false
+		}
 		var name string
-		if err == nil && n > 0 {
-			err = c.Pool.QueryRow(ctx, `SELECT name FROM tenants WHERE id = $1`, n).Scan(&name)
-		} else {
-			err = tenant.ErrNotFound
+		err = c.Pool.QueryRow(ctx, `SELECT name FROM tenants WHERE id = $1`, n).Scan(&name)
+		if errors.Is(err, pgx.ErrNoRows) {
+			notFound()
+			return u, "", false
 		}
 		if err != nil {
-			if errors.Is(err, pgx.ErrNoRows) || errors.Is(err, tenant.ErrNotFound) {
-				c.render(w, r, http.StatusNotFound, views.ErrorPage(c.page(r, "No such tenant", "operator"), "No tenant has that id."))
-			} else {
-				c.fail(w, r, err)
-			}
+			c.fail(w, r, err)
 			return u, "", false
 		}
 		if quotas, err = c.quotasOf(ctx, tenant.ID(n)); err != nil {

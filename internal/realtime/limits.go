@@ -76,6 +76,13 @@ func (l *Limits) ConnectionsFor(ctx context.Context, id tenant.ID) (int, error) 
 	return e.maxConnections, err
 }
 
+// PublishRateFor returns how many publish requests a second tenant id may
+// make, on all instances together; 0 when it has no tenant-wide rate.
+func (l *Limits) PublishRateFor(ctx context.Context, id tenant.ID) (int, error) {
+	e, err := l.of(ctx, id)
+	return e.publishRate, err
+}
+
 // StreamConfigFor returns tenant id's stream limits.
 func (l *Limits) StreamConfigFor(ctx context.Context, id tenant.ID) (StreamConfig, error) {
 	e, err := l.of(ctx, id)
