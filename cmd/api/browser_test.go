@@ -49,9 +49,25 @@ func chromiumPath(t *testing.T) string {
 
 // newBrowser starts headless Chromium for the test, with extra options
 // after the usual ones, and returns a context of its one tab. The browser
-// lives until the test ends, or until ctx does.
+// lives until the test ends, or until ctx does. A browser process that
+// exits before it is ready (seen once in many CI runs, with nothing in its
+// output but the usual D-Bus complaints) is started once more; a second
+// failure fails the test.
 func newBrowser(t *testing.T, ctx context.Context, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
+	bctx, err := startBrowser(t, ctx, extra)
+	if err != nil && strings.Contains(err.Error(), "chrome failed to start") {
+		t.Logf("Chromium exited before it was ready (%v); starting it once more", err)
+		bctx, err = startBrowser(t, ctx, extra)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bctx
+}
+
+// startBrowser starts one Chromium process, closed when the test ends.
+func startBrowser(t *testing.T, ctx context.Context, extra []chromedp.ExecAllocatorOption) (context.Context, error) {
 	path := chromiumPath(t)
 	var output syncBuffer
 	opts := append([]chromedp.ExecAllocatorOption{
@@ -95,9 +111,9 @@ func newBrowser(t *testing.T, ctx context.Context, extra ...chromedp.ExecAllocat
 	})
 	// The first Run starts the browser, bound to ctx: no shorter timeout here.
 	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start Chromium %s: %v\n%s", path, err, output.String())
+		return nil, fmt.Errorf("start Chromium %s: %w\n%s", path, err, output.String())
 	}
-	return bctx
+	return bctx, nil
 }
 
 // evalIn evaluates a JavaScript expression in the tab, within browserWait.

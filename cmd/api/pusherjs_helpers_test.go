@@ -676,19 +676,11 @@ func TestPusherDriversSoketi(t *testing.T) {
 	})
 
 	t.Run("Chromium", func(t *testing.T) {
-		path, err := exec.LookPath("chromium")
-		if err != nil {
-			t.Fatalf("chromium: %v (scripts/chromium.sh installs it)", err)
-		}
 		page := httptest.NewServer(pusherPageHandler(t, cfg))
 		defer page.Close()
-		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(path), chromedp.Headless,
-			chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-		defer cancelAlloc()
-		ctx, cancel := chromedp.NewContext(actx)
-		defer cancel()
-		ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+		ctx, cancelTimeout := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancelTimeout()
+		ctx = newBrowser(t, ctx)
 		host := cfg.Host
 		if host == "" {
 			host = "127.0.0.1"
